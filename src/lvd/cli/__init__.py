@@ -1,0 +1,1 @@
+"""The ``lvd`` command line: a thin layer that parses arguments and calls the library."""

@@ -1,0 +1,147 @@
+"""``lvd``: one entry point, one subcommand per job (DESIGN 7)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lvd.errors import LvdError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Unfold collider events with End-to-End Latent Variational Diffusion.")
+generate_app = typer.Typer(no_args_is_help=True, help="Generate semi-leptonic tt̄ events into an lvd file.")
+convert_app = typer.Typer(no_args_is_help=True, help="Convert other layouts to and from lvd files.")
+app.add_typer(generate_app, name="generate")
+app.add_typer(convert_app, name="convert")
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """``"k/n"`` -> ``(k, n)`` with ``0 <= k < n``; None -> ``(0, 1)``."""
+    if shard is None:
+        return 0, 1
+    try:
+        k, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise LvdError(f"--shard {shard!r}: expected k/n, e.g. 0/4") from None
+    if not 0 <= k < n:
+        raise LvdError(f"--shard {shard!r}: need 0 <= k < n")
+    return k, n
+
+
+def _check_n(n: int) -> None:
+    if n <= 0:
+        raise LvdError(f"-n {n}: the number of events must be positive")
+
+
+@generate_app.command("toy")
+def generate_toy(
+    out: Annotated[Path, typer.Argument(help="Output .h5 file (written atomically).")],
+    n: Annotated[int, typer.Option("-n", "--events", help="Selected events to write.")] = 100_000,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed; same seed, same file.")] = 0,
+    shard: Annotated[str | None, typer.Option(help="k/n: shard k of n (independent random stream).")] = None,
+) -> None:
+    """Embedded LO tt̄ generator with a parametric detector (NumPy only, fast)."""
+    from lvd.cli.progress import console, progress_bar
+    from lvd.data.generate import toy
+
+    _check_n(n)
+    k, _ = parse_shard(shard)
+    with progress_bar(n, "toy tt̄") as advance:
+        attrs = toy.generate_file(out, n, seed=seed, shard=k, on_progress=advance)
+    cf = attrs["cutflow"]
+    console.print(f"wrote {out}: {n:,} selected events (selection efficiency "
+                  f"{cf['min_btags'] / cf['generated']:.3f}, σ_LO = {attrs['cross_section_pb']:.0f} pb)")
+
+
+@generate_app.command("pythia")
+def generate_pythia(
+    out: Annotated[Path, typer.Argument(help="Output .h5 file (written atomically).")],
+    n: Annotated[int, typer.Option("-n", "--events", help="Selected events to write.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed; workers and shards derive theirs.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes.")] = 1,
+    shard: Annotated[str | None, typer.Option(help="k/n: shard k of n (independent seeds).")] = None,
+    truth: Annotated[str, typer.Option(help="Truth record: 'event' (after ISR recoil) or 'process' (LHE-like).")] = "event",
+    mpi: Annotated[bool, typer.Option(help="Multi-parton interactions (the underlying event; ~5x slower).")] = True,
+) -> None:
+    """Pythia 8 + FastJet semi-leptonic tt̄ (needs the [generate] extra)."""
+    from lvd.cli.progress import console, progress_bar
+    from lvd.data.generate import pythia
+
+    _check_n(n)
+    k, n_shards = parse_shard(shard)
+    if workers < 1:
+        raise LvdError(f"--workers {workers}: need at least 1")
+    if truth not in ("event", "process"):
+        raise LvdError(f"--truth {truth!r}: choose 'event' or 'process'")
+    with progress_bar(n, "pythia tt̄") as advance:
+        attrs = pythia.generate_file(out, n, seed=seed, workers=workers, shard=k, n_shards=n_shards,
+                                     truth=truth, mpi=mpi, on_progress=advance)
+    cf = attrs["cutflow"]
+    console.print(f"wrote {out}: {n:,} selected events (selection efficiency "
+                  f"{cf['min_btags'] / cf['generated']:.3f} of generated e/μ+jets)")
+
+
+@app.command("inspect")
+def inspect_cmd(
+    file: Annotated[Path, typer.Argument(help="An lvd event file (.h5).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Counts, features, ranges, selection summary and weight sum of an event file."""
+    from lvd.cli.inspect import inspect_file
+
+    inspect_file(file, as_json=json_out)
+
+
+@app.command("merge")
+def merge_cmd(
+    out: Annotated[Path, typer.Argument(help="Merged output file.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Files to concatenate, in order.")],
+) -> None:
+    """Concatenate event files (e.g. generator shards) losslessly."""
+    from lvd.cli.progress import console
+    from lvd.data.merge import merge_files
+
+    n = merge_files(out, inputs)
+    console.print(f"wrote {out}: {n:,} events from {len(inputs)} files")
+
+
+@convert_app.command("npz")
+def convert_npz(
+    inp: Annotated[Path, typer.Argument(help="Original-layout .npz (parton_features, detector_features, ...).")],
+    out: Annotated[Path, typer.Argument(help="Output lvd .h5 file.")],
+    weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Per-event weights .npy.")] = None,
+    detector_features: Annotated[str | None, typer.Option(help="Comma-separated names of the detector features.")] = None,
+    met_features: Annotated[str | None, typer.Option(help="Comma-separated names of the MET features.")] = None,
+) -> None:
+    """Import the original LVD code's .npz layout."""
+    from lvd.cli.progress import console
+    from lvd.data.convert import read_original_npz
+    from lvd.data.schema import FileLayout, write_events
+
+    data = read_original_npz(inp, weights, _split(detector_features), _split(met_features))
+    layout = FileLayout(source_features=tuple(data.source), met_features=tuple(data.met))
+    write_events(out, data, layout)
+    console.print(f"wrote {out}: {data.n_events:,} events, detector features {', '.join(data.source)}")
+
+
+def _split(s: str | None) -> list[str] | None:
+    return None if s is None else [x.strip() for x in s.split(",") if x.strip()]
+
+
+def main() -> None:
+    """Console entry point: user errors are one line on stderr and exit status 2, never a traceback."""
+    try:
+        app()
+    except LvdError as e:
+        print(f"lvd: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("lvd: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

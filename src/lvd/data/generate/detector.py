@@ -1,0 +1,204 @@
+"""Parametric Delphes-ATLAS-like detector and the semi-leptonic selection (DESIGN 2.3), shared by all generators.
+
+A generator hands over the visible truth-level objects (:class:`Candidates`): jet candidates with their
+flavour (partons for the toy, FastJet particle jets for Pythia), lepton candidates with an isolation flag,
+and the remaining visible transverse momentum. :func:`simulate` smears, tags and selects them and returns the
+detector-level arrays in lvd's file layout. Numbers follow the Delphes ATLAS card (jet radius 0.4) as measured
+in ``shared/research/data-generation.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from lvd import physics
+
+
+@dataclass
+class Candidates:
+    """Visible truth-level objects of N events. Invalid (padding) slots are zero.
+
+    Shapes: ``jet_p4 [N, J, 4]``, ``jet_flavour [N, J]`` (5 b, 4 c, 0 light/gluon), ``jet_valid [N, J]``,
+    ``lep_p4 [N, L, 4]``, ``lep_pdgid [N, L]`` (signed), ``lep_isolated [N, L]``, ``lep_valid [N, L]``,
+    ``soft_pxy [N, 2]`` (true visible momentum outside jets and leptons), ``soft_sumet [N]``.
+    """
+
+    jet_p4: np.ndarray
+    jet_flavour: np.ndarray
+    jet_valid: np.ndarray
+    lep_p4: np.ndarray
+    lep_pdgid: np.ndarray
+    lep_isolated: np.ndarray
+    lep_valid: np.ndarray
+    soft_pxy: np.ndarray
+    soft_sumet: np.ndarray
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Detector response and selection. ``jet_model='parton'`` maps partons to jets (toy);
+    ``'particle'`` smears already-clustered particle jets with the calorimeter resolution (Pythia)."""
+
+    jet_model: Literal["parton", "particle"] = "particle"
+    # parton -> jet response (toy): mean pT response and σ/pT = sqrt(a²/pT + c²) (⊕ b_extra for b jets)
+    response_light: float = 0.955
+    response_b: float = 0.93
+    resolution_stochastic: float = 0.79
+    resolution_constant: float = 0.054
+    resolution_b_extra: float = 0.12
+    # jets entering MET, and reconstructed at all
+    jet_min_pt_met: float = 20.0
+    jet_max_eta: float = 4.9
+    # lepton reconstruction
+    lepton_min_pt: float = 10.0
+    lepton_max_eta: float = 2.5
+    lepton_eff_central: float = 0.95
+    lepton_eff_forward: float = 0.85
+    lepton_eff_eta_split: float = 1.5
+    # MET: per-component Gaussian noise sqrt(const² + (coeff² · ΣET_soft))
+    met_noise_const: float = 0.0
+    met_noise_soft: float = 0.5
+    # selection
+    sel_lepton_pt: float = 25.0
+    sel_jet_pt: float = 25.0
+    sel_max_eta: float = 2.5
+    min_jets: int = 4
+    min_btags: int = 1
+    max_jets: int = 10
+
+
+TOY_DETECTOR = DetectorConfig(jet_model="parton", met_noise_const=9.0, met_noise_soft=0.0)
+PYTHIA_DETECTOR = DetectorConfig(jet_model="particle")
+
+
+@dataclass
+class Reconstructed:
+    """Selected events in lvd's Source/Met layout plus bookkeeping.
+
+    ``source``: feature -> ``[S, 1 + max_jets]`` with the lepton in slot 0 and jets pT-ordered after it;
+    ``mask [S, 1 + max_jets]``; ``met``: feature -> ``[S]``; ``selected [N]`` bool over the input events;
+    ``cutflow``: counts after each cut.
+    """
+
+    source: dict[str, np.ndarray]
+    mask: np.ndarray
+    met: dict[str, np.ndarray]
+    selected: np.ndarray
+    cutflow: dict[str, int]
+
+
+# --- response functions -----------------------------------------------------------------------
+
+def btag_efficiency(pt: np.ndarray, flavour: np.ndarray) -> np.ndarray:
+    """Delphes ATLAS b-tagging efficiency per jet for true flavour 5 (b), 4 (c) or other."""
+    eff_b = 0.80 * np.tanh(0.003 * pt) * 30.0 / (1.0 + 0.086 * pt)
+    eff_c = 0.20 * np.tanh(0.02 * pt) / (1.0 + 0.0034 * pt)
+    eff_l = 0.002 + 7.3e-6 * pt
+    return np.where(flavour == 5, eff_b, np.where(flavour == 4, eff_c, eff_l))
+
+
+def hcal_resolution(e: np.ndarray, abs_eta: np.ndarray) -> np.ndarray:
+    """Delphes ATLAS HCAL energy resolution σ(E) in GeV."""
+    central = np.sqrt((0.0302 * e) ** 2 + 0.5205**2 * e + 1.59**2)
+    endcap = np.sqrt((0.0500 * e) ** 2 + 0.706**2 * e)
+    forward = np.sqrt((0.0942 * e) ** 2 + 0.075**2 * e)
+    return np.where(abs_eta <= 1.7, central, np.where(abs_eta <= 3.2, endcap, forward))
+
+
+def jet_scale(cfg: DetectorConfig, p4: np.ndarray, flavour: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Multiplicative smearing factor for each jet four-vector, ``[N, J, 4] -> [N, J]``."""
+    pt = np.maximum(physics.pt(p4), 1e-3)
+    z = rng.standard_normal(pt.shape)
+    if cfg.jet_model == "parton":
+        is_b = flavour == 5
+        mean = np.where(is_b, cfg.response_b, cfg.response_light)
+        rel = np.sqrt(cfg.resolution_stochastic**2 / pt + cfg.resolution_constant**2 + is_b * cfg.resolution_b_extra**2)
+        return np.maximum(mean + mean * rel * z, 0.05)
+    e = np.maximum(p4[..., 3], 1e-3)
+    return np.maximum(1.0 + hcal_resolution(e, np.abs(physics.eta(p4))) / e * z, 0.05)
+
+
+def lepton_scale(p4: np.ndarray, pdgid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Electron ECAL energy resolution, muon tracker pT resolution (Delphes ATLAS), ``[N, L] -> [N, L]``."""
+    e = np.maximum(p4[..., 3], 1e-3)
+    pt = physics.pt(p4)
+    aeta = np.abs(physics.eta(p4))
+    sigma_e = np.sqrt((0.0017 * e) ** 2 + 0.101**2 * e) / e
+    sigma_mu = np.where(aeta <= 0.5, np.hypot(0.01, 1.0e-4 * pt),
+                        np.where(aeta <= 1.5, np.hypot(0.015, 1.5e-4 * pt), np.hypot(0.025, 3.5e-4 * pt)))
+    rel = np.where(np.abs(pdgid) == 11, sigma_e, sigma_mu)
+    return np.maximum(1.0 + rel * rng.standard_normal(rel.shape), 0.05)
+
+
+# --- the detector -----------------------------------------------------------------------------
+
+def simulate(cand: Candidates, cfg: DetectorConfig, rng: np.random.Generator) -> Reconstructed:
+    """Smear, tag, compute MET and select. Every random draw comes from ``rng`` in a fixed order."""
+    n = cand.jet_p4.shape[0]
+    # jets
+    jets = cand.jet_p4 * jet_scale(cfg, cand.jet_p4, cand.jet_flavour, rng)[..., None]
+    jpt, jeta = physics.pt(jets), physics.eta(jets)
+    jet_reco = cand.jet_valid & (np.abs(jeta) < cfg.jet_max_eta) & (jpt > 1e-3)
+    btag = (rng.random(jpt.shape) < btag_efficiency(jpt, cand.jet_flavour)) & (np.abs(jeta) < 2.5)
+    # leptons
+    leps = cand.lep_p4 * lepton_scale(cand.lep_p4, cand.lep_pdgid, rng)[..., None]
+    lpt, leta = physics.pt(leps), physics.eta(leps)
+    eff = np.where(np.abs(leta) <= cfg.lepton_eff_eta_split, cfg.lepton_eff_central, cfg.lepton_eff_forward)
+    lep_reco = (cand.lep_valid & cand.lep_isolated & (rng.random(lpt.shape) < eff)
+                & (lpt > cfg.lepton_min_pt) & (np.abs(leta) < cfg.lepton_max_eta))
+    # MET: minus everything reconstructed, minus the soft term, plus noise. Jets below the MET threshold
+    # count with their true momentum as part of the soft term (the calorimeter still sees them).
+    met_jet = jet_reco & (jpt > cfg.jet_min_pt_met)
+    soft_jet = jet_reco & ~met_jet
+    visible = (np.where(met_jet[..., None], jets[..., :2], 0.0).sum(1)
+               + np.where(soft_jet[..., None], cand.jet_p4[..., :2], 0.0).sum(1)
+               + np.where(lep_reco[..., None], leps[..., :2], 0.0).sum(1)
+               + cand.soft_pxy)
+    sumet_soft = cand.soft_sumet + np.where(soft_jet, physics.pt(cand.jet_p4), 0.0).sum(1)
+    noise = np.sqrt(cfg.met_noise_const**2 + cfg.met_noise_soft**2 * sumet_soft)[:, None]
+    met_xy = -visible + noise * rng.standard_normal((n, 2))
+
+    # selection
+    sel_lep = lep_reco & (lpt > cfg.sel_lepton_pt) & (np.abs(leta) < cfg.sel_max_eta)
+    one_lepton = (sel_lep.sum(1) == 1) & (lep_reco.sum(1) == 1)
+    sel_jet = jet_reco & (jpt > cfg.sel_jet_pt) & (np.abs(jeta) < cfg.sel_max_eta)
+    enough_jets = one_lepton & (sel_jet.sum(1) >= cfg.min_jets)
+    selected = enough_jets & ((sel_jet & btag).sum(1) >= cfg.min_btags)
+    cutflow = {"generated": n, "one_lepton": int(one_lepton.sum()),
+               "min_jets": int(enough_jets.sum()), "min_btags": int(selected.sum())}
+
+    # pack the selected events: lepton in slot 0, jets pT-ordered after it
+    idx = np.flatnonzero(selected)
+    s_pt = np.where(sel_jet[idx], jpt[idx], -1.0)
+    order = np.argsort(-s_pt, axis=1, kind="stable")[:, : cfg.max_jets]
+    take = lambda a: np.take_along_axis(a[idx], order, axis=1)  # noqa: E731
+    jet_mask = take(sel_jet)
+    j4 = np.take_along_axis(jets[idx], order[..., None], axis=1)
+    lep_slot = np.argmax(sel_lep[idx], axis=1)
+    l4 = leps[idx, lep_slot]
+    lid = cand.lep_pdgid[idx, lep_slot]
+    m_j = j4.shape[1]
+    src_p4 = np.concatenate([l4[:, None], j4], axis=1)  # [S, 1 + J, 4]
+    mask = np.concatenate([np.ones((len(idx), 1), bool), jet_mask], axis=1)
+    zeros = np.zeros((len(idx), m_j))
+    source = {
+        "pt": physics.pt(src_p4), "eta": physics.eta(src_p4), "phi": physics.phi(src_p4),
+        "mass": np.maximum(physics.mass(src_p4), 0.0),
+        "btag": np.concatenate([np.zeros((len(idx), 1)), take(btag)], axis=1),
+        "is_electron": np.concatenate([(np.abs(lid) == 11)[:, None], zeros], axis=1),
+        "is_muon": np.concatenate([(np.abs(lid) == 13)[:, None], zeros], axis=1),
+        # a charged lepton with pdgid > 0 (e⁻, μ⁻) has charge −1
+        "charge": np.concatenate([-np.sign(lid)[:, None], zeros], axis=1),
+    }
+    source = {k: np.where(mask, v, 0.0).astype(np.float32) for k, v in source.items()}
+    if m_j < cfg.max_jets:  # pad the object axis to a fixed width
+        pad = [(0, 0), (0, cfg.max_jets - m_j)]
+        source = {k: np.pad(v, pad) for k, v in source.items()}
+        mask = np.pad(mask, pad)
+    mxy = met_xy[idx]
+    met = {"met": np.hypot(mxy[:, 0], mxy[:, 1]).astype(np.float32),
+           "phi": np.arctan2(mxy[:, 1], mxy[:, 0]).astype(np.float32)}
+    return Reconstructed(source=source, mask=mask, met=met, selected=selected, cutflow=cutflow)

@@ -1,0 +1,419 @@
+"""The embedded toy generator: LO ``gg/qq̄ → tt̄`` at 13 TeV, exact decays, ISR recoil, FSR split, parametric detector.
+
+Physics (DESIGN 2.3, research note ``data-generation.md`` §5):
+
+* hard process: the exact LO ``dσ̂/dcosθ*`` of ``gg → tt̄`` and ``qq̄ → tt̄`` (five flavours, Ellis–Stirling–
+  Webber eqs. 10.12–10.13) convolved with the tabulated proton PDF at ``Q² = m_T3·m_T4`` with LO running αs,
+  unweighted by accept/reject against an importance-sampled proposal;
+* off-shell tops and Ws from relativistic Breit–Wigner distributions (``m_t = 172.5, Γ_t = 1.32``,
+  ``m_W = 80.4, Γ_W = 2.08`` GeV), truncated at ±10 Γ;
+* ``t → W b`` isotropic in the top rest frame; ``W → f f̄'`` with helicity fractions ``F0 = 0.7, FL = 0.3``
+  for the charged lepton / down-type fermion; every step is a two-body decay plus exact boosts, so
+  four-momentum is conserved at truth level to float64 rounding;
+* one charged lepton (e or μ, either charge, 50/50), the other W to ``ud̄``/``cs̄`` (50/50);
+* ISR recoil: ``pT(tt̄) ~ Gamma(k=1.45, θ=47 GeV)`` balanced by one ISR gluon;
+* crude FSR: each parton above 20 GeV hands, with probability 0.3, a fraction ``z ∈ [0.1, 0.45]`` of its
+  momentum to a gluon at ``ΔR ∈ [0.4, 1.2]`` (so 6+ jet events and combinatorial ambiguity occur);
+  partons closer than ``ΔR = 0.4`` merge into one jet.
+
+Truth is the six decay products *after* ISR recoil and before FSR (the analogue of Pythia's event-record
+truth). Generation is chunked (memory stays flat) and every chunk draws from
+``numpy.random.default_rng([seed, shard, chunk])``, so a seed reproduces a file bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from lvd import physics
+from lvd.data.generate import detector
+from lvd.data.generate.pdf import PdfTable, default_pdf
+from lvd.data.schema import EventData, EventWriter
+
+GEV2_TO_PB = 0.3893794e9
+LEPTON_IDS = (11, 13)
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    sqrt_s: float = 13000.0
+    m_top: float = physics.M_TOP
+    gamma_top: float = physics.GAMMA_TOP
+    m_w: float = physics.M_W
+    gamma_w: float = physics.GAMMA_W
+    bw_cut: float = 10.0  # Breit–Wigner truncation in widths
+    f0: float = 0.7  # longitudinal W helicity fraction
+    fl: float = 0.3  # left-handed W helicity fraction
+    isr: bool = True
+    isr_gamma_k: float = 1.45
+    isr_gamma_theta: float = 47.0
+    isr_rapidity_spread: float = 1.6
+    fsr: bool = True
+    fsr_probability: float = 0.3
+    fsr_min_pt: float = 20.0
+    jet_radius: float = 0.4
+    proposals_per_chunk: int = 100_000
+    detector: detector.DetectorConfig = detector.TOY_DETECTOR
+
+
+# --- hard process ---------------------------------------------------------------------------
+
+def two_body_momentum(m, m1, m2):
+    """Daughter momentum in the rest frame of a parent of mass ``m`` decaying to masses ``m1, m2``."""
+    lam = (m**2 - (m1 + m2) ** 2) * (m**2 - (m1 - m2) ** 2)
+    return np.sqrt(np.maximum(lam, 0.0)) / (2.0 * m)
+
+
+def breit_wigner(rng: np.random.Generator, n: int, m0: float, width: float, lo: float, hi: float) -> np.ndarray:
+    """Relativistic Breit–Wigner masses (Cauchy in m², inverse CDF) restricted to ``[lo, hi]``."""
+    a = np.arctan((lo**2 - m0**2) / (m0 * width))
+    b = np.arctan((hi**2 - m0**2) / (m0 * width))
+    m2 = m0**2 + m0 * width * np.tan(a + (b - a) * rng.random(n))
+    return np.sqrt(m2)
+
+
+def matrix_element_sq(tau1, tau2, rho):
+    """Spin/colour-averaged ``Σ|M|²/g⁴`` for ``gg → QQ̄`` and ``qq̄ → QQ̄`` (ESW 10.12, 10.13)."""
+    gg = (1.0 / (6.0 * tau1 * tau2) - 3.0 / 8.0) * (tau1**2 + tau2**2 + rho - rho**2 / (4.0 * tau1 * tau2))
+    qq = (4.0 / 9.0) * (tau1**2 + tau2**2 + rho / 2.0)
+    return gg, qq
+
+
+class HardProcess:
+    """Importance-sampled ``pp → tt̄`` proposals and their weights (pb per proposal)."""
+
+    # Proposal shape, tuned for the unweighting efficiency (~28 % of proposals accepted).
+    SHAT_POWER = 2.0  # density ∝ ŝ^-power above threshold
+    SIGMA_Y = 1.2  # Gaussian width for the tt̄ rapidity
+
+    def __init__(self, cfg: ToyConfig, pdf: PdfTable):
+        self.cfg, self.pdf = cfg, pdf
+        self.s = cfg.sqrt_s**2
+        self.q_ids = [pdf.index(i) for i in (1, 2, 3, 4, 5)]
+        self.qbar_ids = [pdf.index(-i) for i in (1, 2, 3, 4, 5)]
+        self.g_id = pdf.index(21)
+
+    def propose(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+        cfg = self.cfg
+        lo_t, hi_t = cfg.m_top - cfg.bw_cut * cfg.gamma_top, cfg.m_top + cfg.bw_cut * cfg.gamma_top
+        m1 = breit_wigner(rng, n, cfg.m_top, cfg.gamma_top, lo_t, hi_t)
+        m2 = breit_wigner(rng, n, cfg.m_top, cfg.gamma_top, lo_t, hi_t)
+        # ŝ ~ ŝ^-a on [(m1+m2)², s): inverse CDF of a power law
+        a = 1.0 - self.SHAT_POWER
+        smin = (m1 + m2) ** 2
+        u = rng.random(n)
+        shat = (smin**a + u * (self.s**a - smin**a)) ** (1.0 / a)
+        q_shat = a * shat ** (-self.SHAT_POWER) / (self.s**a - smin**a)
+        tau = shat / self.s
+        y = self.SIGMA_Y * rng.standard_normal(n)
+        q_y = np.exp(-0.5 * (y / self.SIGMA_Y) ** 2) / (np.sqrt(2 * np.pi) * self.SIGMA_Y)
+        # cosθ*: half flat, half ∝ 1/(1 − β²c²) (the gg t-channel peaking)
+        pstar = two_body_momentum(np.sqrt(shat), m1, m2)
+        beta = np.minimum(2.0 * pstar / np.sqrt(shat), 1.0 - 1e-12)
+        ab = np.arctanh(beta)
+        flat = rng.random(n) < 0.5
+        v = (2.0 * rng.random(n) - 1.0) * ab
+        c = np.where(flat, 2.0 * rng.random(n) - 1.0, np.tanh(v) / beta)
+        q_c = 0.25 + 0.5 * beta / (2.0 * ab * (1.0 - beta**2 * c**2))
+        phi = 2.0 * np.pi * rng.random(n)
+        return dict(m1=m1, m2=m2, shat=shat, tau=tau, y=y, c=c, phi=phi, pstar=pstar, beta=beta,
+                    q=q_shat * q_y * q_c)
+
+    def weight(self, p: dict[str, np.ndarray]) -> np.ndarray:
+        """Cross-section weight in pb of each proposal (zero outside phase space)."""
+        shat, tau, y, c, beta = p["shat"], p["tau"], p["y"], p["c"], p["beta"]
+        x1, x2 = np.sqrt(tau) * np.exp(y), np.sqrt(tau) * np.exp(-y)
+        inside = (x1 < 1.0) & (x2 < 1.0)
+        x1, x2 = np.minimum(x1, 1.0 - 1e-12), np.minimum(x2, 1.0 - 1e-12)
+        pt2 = p["pstar"] ** 2 * (1.0 - c**2)
+        q2 = np.sqrt((p["m1"] ** 2 + pt2) * (p["m2"] ** 2 + pt2))
+        f1, f2 = self.pdf.xf_all(x1, q2), self.pdf.xf_all(x2, q2)  # [n, 11]
+        lum_gg = f1[:, self.g_id] * f2[:, self.g_id]
+        lum_qq = (f1[:, self.q_ids] * f2[:, self.qbar_ids] + f1[:, self.qbar_ids] * f2[:, self.q_ids]).sum(1)
+        rho = 1.0 - beta**2
+        me_gg, me_qq = matrix_element_sq((1.0 - beta * c) / 2.0, (1.0 + beta * c) / 2.0, rho)
+        alphas = self.pdf.alphas(q2)
+        # dσ̂/dcosθ = β/(32π ŝ)·(4π αs)²·Σ|M|²/g⁴ ; f(x1)f(x2)dx1dx2 = xf1·xf2/τ dτ dy, dτ = dŝ/s
+        dsigma = beta / (32.0 * np.pi * shat) * (4.0 * np.pi * alphas) ** 2 * (lum_gg * me_gg + lum_qq * me_qq)
+        w = dsigma / tau / self.s / p["q"] * GEV2_TO_PB
+        return np.where(inside, w, 0.0)
+
+
+# --- decays -----------------------------------------------------------------------------------
+
+def _unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
+    c = 2.0 * rng.random(n) - 1.0
+    phi = 2.0 * np.pi * rng.random(n)
+    s = np.sqrt(1.0 - c**2)
+    return np.stack([s * np.cos(phi), s * np.sin(phi), c], axis=-1)
+
+
+def _perpendicular_basis(n_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors completing ``n_hat [n, 3]`` to an orthonormal basis."""
+    helper = np.where(np.abs(n_hat[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    e1 = np.cross(n_hat, helper)
+    e1 /= np.linalg.norm(e1, axis=-1, keepdims=True)
+    return e1, np.cross(n_hat, e1)
+
+
+def _at_rest(p3: np.ndarray, m: np.ndarray) -> np.ndarray:
+    return np.concatenate([p3, np.sqrt((p3**2).sum(-1, keepdims=True) + m[:, None] ** 2)], axis=-1)
+
+
+def helicity_cos(rng: np.random.Generator, n: int, f0: float, fl: float) -> np.ndarray:
+    """cosθ* of the down-type fermion w.r.t. the W direction: F0·¾(1−c²) + FL·⅜(1−c)² + FR·⅜(1+c)²."""
+    u = rng.random((n, 4))
+    longitudinal = np.median(2.0 * u[:, :3] - 1.0, axis=1)  # the median of 3 uniforms has density ¾(1−c²)
+    left = 1.0 - 2.0 * np.cbrt(1.0 - u[:, 3])  # inverse CDF of ⅜(1−c)²
+    right = -left  # ⅜(1+c)²
+    k = rng.random(n)
+    return np.where(k < f0, longitudinal, np.where(k < f0 + fl, left, right))
+
+
+def decay_top(rng: np.random.Generator, top: np.ndarray, m_w: np.ndarray, m_b: float,
+              m_down: np.ndarray, m_up: np.ndarray, cfg: ToyConfig) -> dict[str, np.ndarray]:
+    """``t → W b``, ``W → f_down f_up`` for tops ``[n, 4]`` (lab). Returns lab four-vectors ``[n, 4]``."""
+    n = top.shape[0]
+    m_t = physics.mass(top)
+    mb = np.full(n, m_b)
+    # top rest frame: W along an isotropic direction
+    n_w = _unit_vectors(rng, n)
+    p_w = two_body_momentum(m_t, m_w, mb)[:, None] * n_w
+    w_rf, b_rf = _at_rest(p_w, m_w), _at_rest(-p_w, mb)
+    # W rest frame: the down-type fermion at helicity angle θ* to the W direction
+    cos_t = helicity_cos(rng, n, cfg.f0, cfg.fl)
+    psi = 2.0 * np.pi * rng.random(n)
+    e1, e2 = _perpendicular_basis(n_w)
+    sin_t = np.sqrt(np.maximum(1.0 - cos_t**2, 0.0))
+    d_hat = cos_t[:, None] * n_w + sin_t[:, None] * (np.cos(psi)[:, None] * e1 + np.sin(psi)[:, None] * e2)
+    q = two_body_momentum(m_w, m_down, m_up)[:, None] * d_hat
+    down_w, up_w = _at_rest(q, m_down), _at_rest(-q, m_up)
+    beta_w = physics.velocity(w_rf)
+    down_t, up_t = physics.boost(down_w, beta_w), physics.boost(up_w, beta_w)
+    beta_t = physics.velocity(top)
+    return {"top": top, "W": physics.boost(w_rf, beta_t), "b": physics.boost(b_rf, beta_t),
+            "down": physics.boost(down_t, beta_t), "up": physics.boost(up_t, beta_t)}
+
+
+def _flavours(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Signed pdg ids of the decay products; the leptonic top is t (ℓ⁺) or t̄ (ℓ⁻) with equal probability."""
+    lep_is_top = rng.random(n) < 0.5  # t → W⁺ b → ℓ⁺ ν b
+    sign = np.where(lep_is_top, 1, -1)  # +1 when the leptonic side is the top
+    lep = np.where(rng.random(n) < 0.5, 11, 13)
+    cs = rng.random(n) < 0.5  # hadronic W → c s̄ instead of u d̄
+    return {
+        "b_lep": 5 * sign, "lepton": -lep * sign, "neutrino": (lep + 1) * sign,
+        "b_had": -5 * sign,
+        # hadronic side is t̄ (W⁻ → d ū) when sign = +1, t (W⁺ → u d̄) when sign = −1
+        "down": np.where(cs, 3, 1) * sign, "up": -np.where(cs, 4, 2) * sign,
+    }
+
+
+def _mass_of(pdgid: np.ndarray) -> np.ndarray:
+    table = np.zeros(17)
+    for k, m in physics.PDG_MASS.items():
+        if k < 17:
+            table[k] = m
+    return table[np.abs(pdgid)]
+
+
+# --- jets -------------------------------------------------------------------------------------
+
+def fsr_split(rng: np.random.Generator, p4: np.ndarray, flav: np.ndarray, valid: np.ndarray,
+              cfg: ToyConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each valid parton above ``fsr_min_pt`` radiates a gluon with probability ``fsr_probability``.
+
+    ``[n, P, 4]`` -> ``[n, 2P, 4]`` (radiated gluons appended, invalid where nothing was emitted).
+    """
+    n, p = flav.shape
+    pt, eta, phi = physics.pt(p4), physics.eta(p4), physics.phi(p4)
+    emit = valid & (pt > cfg.fsr_min_pt) & (rng.random((n, p)) < cfg.fsr_probability)
+    z = rng.uniform(0.1, 0.45, (n, p))
+    dr = rng.uniform(0.4, 1.2, (n, p))
+    ang = 2.0 * np.pi * rng.random((n, p))
+    gluon = physics.p4_from_ptetaphim(z * pt, eta + dr * np.cos(ang), phi + dr * np.sin(ang), np.zeros((n, p)))
+    kept = np.where(emit[..., None], p4 * (1.0 - z)[..., None], p4)
+    return (np.concatenate([kept, np.where(emit[..., None], gluon, 0.0)], axis=1),
+            np.concatenate([flav, np.zeros_like(flav)], axis=1),
+            np.concatenate([valid, emit], axis=1))
+
+
+def merge_close(p4: np.ndarray, flav: np.ndarray, valid: np.ndarray, radius: float):
+    """Merge partons closer than ``radius`` in (η, φ) into the harder one (its flavour wins if b)."""
+    order = np.argsort(-np.where(valid, physics.pt(p4), -1.0), axis=1, kind="stable")
+    p4 = np.take_along_axis(p4, order[..., None], axis=1).copy()
+    flav = np.take_along_axis(flav, order, axis=1).copy()
+    valid = np.take_along_axis(valid, order, axis=1).copy()
+    eta, phi = physics.eta(p4), physics.phi(p4)
+    # all pairwise distances at once, from the directions before merging: [n, P, P]
+    near = physics.delta_r(eta[:, :, None], phi[:, :, None], eta[:, None, :], phi[:, None, :]) < radius
+    near &= valid[:, :, None] & valid[:, None, :]
+    for j in range(1, p4.shape[1]):
+        for i in range(j):
+            close = near[:, i, j] & valid[:, i] & valid[:, j]
+            if close.any():
+                p4[close, i] += p4[close, j]
+                flav[close, i] = np.maximum(flav[close, i], flav[close, j])
+                valid[close, j] = False
+    return p4, flav, valid
+
+
+def jet_mass(rng: np.random.Generator, pt: np.ndarray) -> np.ndarray:
+    """Jet mass from hadronisation: median m/pT falling from 0.19 at 30 GeV to 0.10 at 200 GeV."""
+    median = 0.19 * (30.0 / np.maximum(pt, 5.0)) ** 0.36
+    return pt * median * np.exp(0.35 * rng.standard_normal(pt.shape))
+
+
+# --- putting it together ----------------------------------------------------------------------
+
+class ToyGenerator:
+    """Chunked, seeded toy tt̄ production. ``chunks()`` yields selected events as :class:`EventData`."""
+
+    def __init__(self, cfg: ToyConfig = ToyConfig(), seed: int = 0, shard: int = 0, pdf: PdfTable | None = None):
+        self.cfg, self.seed, self.shard = cfg, int(seed), int(shard)
+        if cfg.fsr and cfg.detector.jet_model == "parton":
+            # FSR losses outside the merged jet are compensated in the response (fitted to Pythia).
+            d = cfg.detector
+            self.detector = replace(d, response_light=d.response_light + 0.03, response_b=d.response_b + 0.03)
+        else:
+            self.detector = cfg.detector
+        self.hard = HardProcess(cfg, pdf or default_pdf())
+        pilot = self.hard.propose(self._rng(-1), 200_000)
+        w = self.hard.weight(pilot)
+        # A 200k-proposal pilot fixes the unweighting maximum; proposals above it (recorded in the
+        # file attrs as n_overweight) are accepted with probability 1.
+        self.w_max = 1.02 * float(w.max())
+        self.sigma_pb = float(w.mean())
+        self.n_overweight = 0
+        self.cutflow = {"generated": 0, "one_lepton": 0, "min_jets": 0, "min_btags": 0}
+
+    def _rng(self, chunk: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.shard, chunk + 1])
+
+    def attrs(self) -> dict:
+        return {"generator": "lvd toy", "process": "pp > t t~ > (b l nu)(b q q'), l = e, mu",
+                "sqrt_s": self.cfg.sqrt_s, "seed": self.seed, "shard": self.shard,
+                "truth_definition": "decay products after ISR recoil, before FSR (exact LO decays)",
+                "detector": "parametric Delphes-ATLAS-like (toy parton->jet response)",
+                "cross_section_pb": self.sigma_pb, "n_overweight": self.n_overweight,
+                "cutflow": dict(self.cutflow), "config": asdict(self.cfg)}
+
+    def chunks(self) -> Iterator[EventData]:
+        chunk = 0
+        while True:
+            yield self.generate_chunk(self._rng(chunk))
+            chunk += 1
+
+    def generate_chunk(self, rng: np.random.Generator) -> EventData:
+        cfg = self.cfg
+        prop = self.hard.propose(rng, cfg.proposals_per_chunk)
+        w = self.hard.weight(prop)
+        self.n_overweight += int((w > self.w_max).sum())
+        keep = rng.random(w.shape) * self.w_max < w
+        vectors, pdgid, cand, n_dropped = self.partons(rng, {k: v[keep] for k, v in prop.items()})
+        reco = detector.simulate(cand, self.detector, rng)
+        for k, v in reco.cutflow.items():
+            self.cutflow[k] += v
+        self.cutflow["generated"] += n_dropped
+        sel = reco.selected
+        truth = {}
+        for name, v in vectors.items():
+            kin = physics.ptetaphim(v[sel])
+            ids = pdgid[name][sel].astype(np.int32)
+            # stable particles and quarks were generated at their pole masses: store those exactly
+            mass = _mass_of(ids) if name in physics.DECAY_PRODUCTS else kin[:, 3]
+            truth[name] = {"pt": kin[:, 0], "eta": kin[:, 1], "phi": kin[:, 2], "mass": mass, "pdgid": ids}
+        return EventData(source=reco.source, mask=reco.mask, met=reco.met, truth=truth)
+
+    def partons(self, rng: np.random.Generator, p: dict[str, np.ndarray]):
+        """Tops, decays, ISR and jet candidates for accepted proposals.
+
+        Returns ``(vectors, pdgid, candidates, n_dropped)``: truth four-vectors and ids per particle for the
+        events handed to the detector, and the number of events dropped before it (see below).
+        """
+        cfg = self.cfg
+        n = p["m1"].shape[0]
+        # tt̄ rest frame (z = the beam axis), then one boost to the lab including the ISR recoil
+        s = np.sqrt(1.0 - p["c"] ** 2)
+        n_hat = np.stack([s * np.cos(p["phi"]), s * np.sin(p["phi"]), p["c"]], axis=-1)
+        p3 = p["pstar"][:, None] * n_hat
+        t1, t2 = _at_rest(p3, p["m1"]), _at_rest(-p3, p["m2"])
+        pt_isr = rng.gamma(cfg.isr_gamma_k, cfg.isr_gamma_theta, n) if cfg.isr else np.zeros(n)
+        phi_isr = 2.0 * np.pi * rng.random(n)
+        mt_tt = np.sqrt(p["shat"] + pt_isr**2)
+        system = np.stack([pt_isr * np.cos(phi_isr), pt_isr * np.sin(phi_isr),
+                           mt_tt * np.sinh(p["y"]), mt_tt * np.cosh(p["y"])], axis=-1)
+        beta = physics.velocity(system)
+        t1, t2 = physics.boost(t1, beta), physics.boost(t2, beta)
+        y_isr = p["y"] + cfg.isr_rapidity_spread * rng.standard_normal(n)
+
+        ids = _flavours(rng, n)
+        lep_is_top = (ids["b_lep"] > 0)[:, None]
+        lo_w, hi_w = cfg.m_w - cfg.bw_cut * cfg.gamma_w, cfg.m_w + cfg.bw_cut * cfg.gamma_w
+        m_w = breit_wigner(rng, 2 * n, cfg.m_w, cfg.gamma_w, lo_w, hi_w)
+        lep = decay_top(rng, np.where(lep_is_top, t1, t2), m_w[:n], physics.PDG_MASS[5],
+                        _mass_of(ids["lepton"]), np.zeros(n), cfg)
+
+        # The lepton is reconstructed only if isolated (calibrated probability 0.77) and inside the
+        # acceptance; its η is not smeared and its pT resolution is ~2 %, so an event whose true lepton is
+        # below 20 GeV or outside |η| < 2.5 can never pass the 25 GeV cut. The rest of such an event is not
+        # built; it counts as generated and failing the lepton cut.
+        isolated = rng.random(n) < 0.77
+        alive = (isolated & (physics.pt(lep["down"]) > 20.0)
+                 & (np.abs(physics.eta(lep["down"])) < self.detector.lepton_max_eta))
+        a = np.flatnonzero(alive)
+        m = len(a)
+        lep = {k: v[a] for k, v in lep.items()}
+        ids = {k: v[a] for k, v in ids.items()}
+        had = decay_top(rng, np.where(lep_is_top[a], t2[a], t1[a]), m_w[n:][a], physics.PDG_MASS[5],
+                        _mass_of(ids["down"]), _mass_of(ids["up"]), cfg)
+        q_down_harder = physics.pt(had["down"]) >= physics.pt(had["up"])
+        q1 = np.where(q_down_harder[:, None], had["down"], had["up"])
+        q2 = np.where(q_down_harder[:, None], had["up"], had["down"])
+        q1_id = np.where(q_down_harder, ids["down"], ids["up"])
+        q2_id = np.where(q_down_harder, ids["up"], ids["down"])
+        vectors = {"b_lep": lep["b"], "lepton": lep["down"], "neutrino": lep["up"],
+                   "b_had": had["b"], "q1": q1, "q2": q2,
+                   "W_lep": lep["W"], "W_had": had["W"], "t_lep": lep["top"], "t_had": had["top"]}
+        sign_lep, sign_had = np.sign(ids["b_lep"]), np.sign(ids["b_had"])
+        pdgid = {"b_lep": ids["b_lep"], "lepton": ids["lepton"], "neutrino": ids["neutrino"],
+                 "b_had": ids["b_had"], "q1": q1_id, "q2": q2_id,
+                 "W_lep": 24 * sign_lep, "W_had": 24 * sign_had, "t_lep": 6 * sign_lep, "t_had": 6 * sign_had}
+
+        # visible partons -> jets
+        isr = physics.p4_from_ptetaphim(pt_isr[a], y_isr[a], phi_isr[a] + np.pi, np.zeros(m))
+        partons = np.stack([lep["b"], had["b"], q1, q2, isr], axis=1)  # [m, 5, 4]
+        light = lambda i: np.where(np.abs(i) == 4, 4, 0)  # noqa: E731  (c quarks can be mistagged as b)
+        flav = np.stack([np.full(m, 5), np.full(m, 5), light(q1_id), light(q2_id), np.zeros(m, int)], axis=1)
+        valid = np.ones((m, 5), bool)
+        valid[:, 4] = pt_isr[a] > 1.0
+        if cfg.fsr:
+            partons, flav, valid = fsr_split(rng, partons, flav, valid, cfg)
+        partons, flav, valid = merge_close(partons, flav, valid, cfg.jet_radius)
+        jpt = physics.pt(partons)
+        jets = physics.p4_from_ptetaphim(jpt, physics.eta(partons), physics.phi(partons), jet_mass(rng, jpt))
+        cand = detector.Candidates(
+            jet_p4=np.where(valid[..., None], jets, 0.0), jet_flavour=flav, jet_valid=valid,
+            lep_p4=lep["down"][:, None], lep_pdgid=ids["lepton"][:, None],
+            lep_isolated=np.ones((m, 1), bool), lep_valid=np.ones((m, 1), bool),
+            soft_pxy=np.zeros((m, 2)), soft_sumet=np.zeros(m))
+        return vectors, pdgid, cand, n - m
+
+
+def generate_file(path, n_events: int, seed: int = 0, cfg: ToyConfig = ToyConfig(), shard: int = 0,
+                  on_progress: Callable[[int], None] | None = None) -> dict:
+    """Write exactly ``n_events`` selected events to ``path`` (atomically); returns the file attrs."""
+    gen = ToyGenerator(cfg, seed=seed, shard=shard)
+    with EventWriter(path) as writer:
+        for chunk in gen.chunks():
+            take = min(chunk.n_events, n_events - writer.n_events)
+            writer.append(chunk.take(slice(0, take)))
+            if on_progress is not None:
+                on_progress(take)
+            if writer.n_events >= n_events:
+                break
+        writer.attrs = gen.attrs()
+    return writer.attrs

@@ -1,0 +1,467 @@
+"""The lvd event file (DESIGN 2.1): an in-memory container, an atomic chunked writer, and a validating reader.
+
+Layout (per-feature datasets, GeV and radians)::
+
+    INPUTS/Source/MASK                 bool    [N, M]  real object or padding
+    INPUTS/Source/<feature>            float32 [N, M]  jets and the lepton in one padded set
+    INPUTS/Met/<feature>               float32 [N]
+    TRUTH/<particle>/<feature>         float32 [N]     pt, eta, phi, mass; pdgid is int32
+    WEIGHTS/weight                     float32 [N]     optional MC event weight
+    UNFOLDED/<particle>/<feature>      float32 [N, K]  only in files written by ``lvd unfold``
+
+Group and feature names are a :class:`FileLayout`, so SPANet-style files with other names are read by
+configuration. Files are written to a temporary name in the target folder and renamed on success, so an
+interrupted run never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from lvd import physics
+from lvd.errors import DataError
+
+FORMAT_VERSION = 1
+
+SOURCE_FEATURES: tuple[str, ...] = ("pt", "eta", "phi", "mass", "btag", "is_electron", "is_muon", "charge")
+MET_FEATURES: tuple[str, ...] = ("met", "phi")
+TRUTH_FEATURES: tuple[str, ...] = ("pt", "eta", "phi", "mass")
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    """Where things live in an event file. Defaults are lvd's own names (DESIGN 2.1)."""
+
+    source_group: str = "INPUTS/Source"
+    met_group: str = "INPUTS/Met"
+    truth_group: str = "TRUTH"
+    weight_dataset: str = "WEIGHTS/weight"
+    unfolded_group: str = "UNFOLDED"
+    mask_name: str = "MASK"
+    source_features: tuple[str, ...] = SOURCE_FEATURES
+    met_features: tuple[str, ...] = MET_FEATURES
+    particles: tuple[str, ...] = physics.DECAY_PRODUCTS
+    truth_features: tuple[str, ...] = TRUTH_FEATURES
+
+
+DEFAULT_LAYOUT = FileLayout()
+
+Truth = dict[str, dict[str, np.ndarray]]
+
+
+@dataclass
+class EventData:
+    """N events in memory. Arrays are NumPy; ``truth``/``weights``/``unfolded`` may be absent.
+
+    Attributes:
+        source: feature -> ``[N, M]`` detector objects (jets and the lepton), padded.
+        mask: ``[N, M]`` bool, True for a real object.
+        met: feature -> ``[N]``.
+        truth: particle -> feature -> ``[N]`` (``pdgid`` int32), or None for real data.
+        weights: ``[N]`` MC event weights, or None (all ones).
+        unfolded: particle -> feature -> ``[N, K]`` posterior samples, or None.
+        attrs: file-level metadata (generator, seed, cut flow, ...).
+    """
+
+    source: dict[str, np.ndarray]
+    mask: np.ndarray
+    met: dict[str, np.ndarray]
+    truth: Truth | None = None
+    weights: np.ndarray | None = None
+    unfolded: Truth | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_events(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def n_objects(self) -> int:
+        return int(self.mask.shape[1])
+
+    def event_weights(self) -> np.ndarray:
+        """``[N]`` weights, ones when the file has none."""
+        if self.weights is None:
+            return np.ones(self.n_events, np.float32)
+        return self.weights
+
+    def truth_p4(self, particles: Sequence[str] = physics.DECAY_PRODUCTS) -> np.ndarray:
+        """Truth four-vectors ``[N, len(particles), 4]`` in float64 (px, py, pz, E)."""
+        if self.truth is None:
+            raise DataError("the events carry no TRUTH group (parton-level truth is needed here)")
+        cols = [self.truth[p] for p in particles]
+        return np.stack(
+            [
+                physics.p4_from_ptetaphim(*(c[f].astype(np.float64) for f in TRUTH_FEATURES))
+                for c in cols
+            ],
+            axis=1,
+        )
+
+    def take(self, index: np.ndarray | slice) -> EventData:
+        """The events at ``index`` (an index array, boolean mask or slice)."""
+
+        def sub(tree):
+            if tree is None:
+                return None
+            if isinstance(tree, np.ndarray):
+                return tree[index]
+            return {k: sub(v) for k, v in tree.items()}
+
+        return EventData(
+            source=sub(self.source),
+            mask=self.mask[index],
+            met=sub(self.met),
+            truth=sub(self.truth),
+            weights=sub(self.weights),
+            unfolded=sub(self.unfolded),
+            attrs=dict(self.attrs),
+        )
+
+
+def concatenate(parts: Sequence[EventData], names: Sequence[str] | None = None) -> EventData:
+    """Concatenate events along N. Object axes of different width are zero-padded to the widest.
+
+    Raises DataError (naming ``names[i]`` when given) if the parts carry different datasets.
+    """
+    if not parts:
+        raise DataError("nothing to concatenate")
+    names = list(names) if names is not None else [f"part {i}" for i in range(len(parts))]
+    width = max(p.n_objects for p in parts)
+    ref = _structure(parts[0])
+    for p, name in zip(parts[1:], names[1:], strict=True):
+        if _structure(p) != ref:
+            raise DataError(
+                f"{name}: its datasets differ from {names[0]}'s ({sorted(ref ^ _structure(p))[:3]} ...)"
+            )
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        return np.pad(a, [(0, 0), (0, width - a.shape[1])]) if a.shape[1] < width else a
+
+    def cat(trees, padded=False):
+        if trees[0] is None:
+            return None
+        if isinstance(trees[0], np.ndarray):
+            return np.concatenate([pad(t) if padded else t for t in trees])
+        return {k: cat([t[k] for t in trees], padded) for k in trees[0]}
+
+    return EventData(
+        source=cat([p.source for p in parts], padded=True),
+        mask=cat([p.mask for p in parts], padded=True),
+        met=cat([p.met for p in parts]),
+        truth=cat([p.truth for p in parts]),
+        weights=cat([p.weights for p in parts]),
+        unfolded=cat([p.unfolded for p in parts]),
+        attrs=dict(parts[0].attrs),
+    )
+
+
+def _structure(data: EventData) -> set[str]:
+    """Dataset paths an EventData would write, for compatibility checks."""
+    names = {f"source/{k}" for k in data.source} | {f"met/{k}" for k in data.met}
+    for tag, tree in (("truth", data.truth), ("unfolded", data.unfolded)):
+        for p, feats in (tree or {}).items():
+            names |= {f"{tag}/{p}/{f}" for f in feats}
+    if data.weights is not None:
+        names.add("weights")
+    return names
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+class StagedFile:
+    """A temporary path beside ``path`` that becomes ``path`` on :meth:`commit` (an atomic rename)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> None:
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    staged = StagedFile(path)
+    try:
+        yield staged.tmp
+    except BaseException:
+        staged.abort()
+        raise
+    staged.commit()
+
+
+class EventWriter:
+    """Append chunks of events to a new file; the file appears under its name only on :meth:`close`.
+
+    Use as a context manager: an exception inside the block removes the temporary file::
+
+        with EventWriter("out.h5", attrs={...}) as w:
+            for chunk in chunks:
+                w.append(chunk)
+    """
+
+    def __init__(self, path: str | os.PathLike, attrs: Mapping[str, Any] | None = None,
+                 layout: FileLayout = DEFAULT_LAYOUT, chunk_events: int = 16384):
+        self.path = Path(path)
+        self.layout = layout
+        self.attrs = dict(attrs or {})
+        self.chunk_events = chunk_events
+        self.n_events = 0
+        self._staged = StagedFile(self.path)
+        self._file = h5py.File(self._staged.tmp, "w")
+        self._datasets: dict[str, h5py.Dataset] = {}
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop everything written; the target path is left untouched."""
+        self._file.close()
+        self._staged.abort()
+
+    def append(self, data: EventData) -> None:
+        """Write ``data``'s events after those already written."""
+        lay = self.layout
+        arrays: dict[str, np.ndarray] = {f"{lay.source_group}/{lay.mask_name}": data.mask.astype(bool)}
+        arrays |= {f"{lay.source_group}/{k}": v.astype(np.float32) for k, v in data.source.items()}
+        arrays |= {f"{lay.met_group}/{k}": v.astype(np.float32) for k, v in data.met.items()}
+        for group, tree in ((lay.truth_group, data.truth), (lay.unfolded_group, data.unfolded)):
+            for particle, feats in (tree or {}).items():
+                for k, v in feats.items():
+                    dtype = np.int32 if k == "pdgid" else np.float32
+                    arrays[f"{group}/{particle}/{k}"] = v.astype(dtype)
+        if data.weights is not None:
+            arrays[lay.weight_dataset] = data.weights.astype(np.float32)
+        if self._datasets and set(arrays) != set(self._datasets):
+            raise DataError(f"{self.path}: a chunk carries different datasets from the first one")
+        n = data.n_events
+        for name, a in arrays.items():
+            ds = self._datasets.get(name)
+            if ds is None:
+                ds = self._file.create_dataset(
+                    name, shape=(0, *a.shape[1:]), maxshape=(None, *a.shape[1:]), dtype=a.dtype,
+                    chunks=(min(self.chunk_events, max(n, 1)), *a.shape[1:]),
+                )
+                self._datasets[name] = ds
+            elif ds.shape[1:] != a.shape[1:]:
+                raise DataError(f"{self.path}: chunk for {name} has shape {a.shape}, file has {ds.shape}")
+            ds.resize(self.n_events + n, axis=0)
+            ds[self.n_events:] = a
+        self.n_events += n
+
+    def close(self) -> None:
+        if not self._datasets:
+            self.abort()
+            raise DataError(f"{self.path}: no events to write")
+        # The file declares its own feature lists, so readers can tell a missing dataset from an absent feature.
+        attrs = {"lvd_format": FORMAT_VERSION, **self.attrs, "n_events": self.n_events,
+                 "source_features": [k.rsplit("/", 1)[1] for k in self._datasets
+                                     if k.startswith(self.layout.source_group + "/")
+                                     and not k.endswith("/" + self.layout.mask_name)],
+                 "met_features": [k.rsplit("/", 1)[1] for k in self._datasets
+                                  if k.startswith(self.layout.met_group + "/")]}
+        for k, v in attrs.items():
+            self._file.attrs[k] = _attr_value(v)
+        self._file.close()
+        self._staged.commit()
+
+
+def _attr_value(v: Any) -> Any:
+    if isinstance(v, (dict, list, tuple)) and not (isinstance(v, (list, tuple)) and v and
+                                                   all(isinstance(x, (int, float)) for x in v)):
+        import json
+
+        return json.dumps(v)
+    return v
+
+
+def write_events(path: str | os.PathLike, data: EventData, layout: FileLayout = DEFAULT_LAYOUT) -> None:
+    """Write ``data`` to ``path`` atomically (attrs from ``data.attrs``)."""
+    with EventWriter(path, attrs=data.attrs, layout=layout) as w:
+        w.append(data)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+def read_events(path: str | os.PathLike, layout: FileLayout = DEFAULT_LAYOUT, *,
+                require_truth: bool = False, read_truth: bool = True) -> EventData:
+    """Read and validate an event file; every problem raises :class:`DataError` naming file, dataset and event."""
+    path = Path(path)
+    with open_h5(path) as f:
+        return _Reader(f, path, layout).read(require_truth=require_truth, read_truth=read_truth)
+
+
+@contextlib.contextmanager
+def open_h5(path: Path) -> Iterator[h5py.File]:
+    """Open an HDF5 file for reading, turning OS/HDF5 failures into a one-line DataError."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an event file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {_h5_reason(e)}") from None
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+def source_layout(path: str | os.PathLike, base: FileLayout = DEFAULT_LAYOUT) -> FileLayout:
+    """``base`` with the Source/Met feature lists the file declares (attrs ``source_features``/``met_features``,
+    written by lvd), or else those its groups hold. For tools that accept any file (inspect, merge).
+
+    Falls back to ``base`` where the groups are missing, so that :func:`read_events` reports them.
+    """
+    path = Path(path)
+    with open_h5(path) as f:
+        declared_src, declared_met = (_from_attr(f.attrs.get(k)) for k in ("source_features", "met_features"))
+        src, met = f.get(base.source_group), f.get(base.met_group)
+        if isinstance(declared_src, list):
+            src_feats = tuple(declared_src)
+        else:
+            src_feats = tuple(k for k in src if k != base.mask_name) if isinstance(src, h5py.Group) else ()
+        if isinstance(declared_met, list):
+            met_feats = tuple(declared_met)
+        else:
+            met_feats = tuple(met) if isinstance(met, h5py.Group) else ()
+    return dataclasses.replace(base, source_features=src_feats or base.source_features,
+                               met_features=met_feats or base.met_features)
+
+
+def _h5_reason(e: Exception) -> str:
+    return str(e).split("(")[0].strip().rstrip(",") or type(e).__name__
+
+
+class _Reader:
+    def __init__(self, f: h5py.File, path: Path, layout: FileLayout):
+        self.f, self.path, self.lay = f, path, layout
+
+    def fail(self, msg: str) -> DataError:
+        return DataError(f"{self.path}: {msg}")
+
+    def read(self, require_truth: bool, read_truth: bool) -> EventData:
+        lay, f = self.lay, self.f
+        version = f.attrs.get("lvd_format")
+        if version is not None and int(version) != FORMAT_VERSION:
+            raise self.fail(f"unknown lvd_format version {version!r} (this lvd reads {FORMAT_VERSION})")
+        if len(f.keys()) == 0:
+            raise self.fail("empty file (no groups or datasets)")
+        mask = self.dataset(f"{lay.source_group}/{lay.mask_name}", kind="bool", ndim=2)
+        n, m = mask.shape
+        if n == 0:
+            raise self.fail(f"no events ({lay.source_group}/{lay.mask_name} has 0 rows)")
+        no_object = ~mask.any(axis=1)
+        if no_object.any():
+            raise self.fail(f"{lay.source_group}/{lay.mask_name}: event {int(np.argmax(no_object))} has no real object")
+        source = {k: self.dataset(f"{lay.source_group}/{k}", shape=(n, m), valid=mask)
+                  for k in lay.source_features}
+        met = {k: self.dataset(f"{lay.met_group}/{k}", shape=(n,)) for k in lay.met_features}
+        truth = None
+        if read_truth and (require_truth or lay.truth_group in f):
+            truth = {}
+            # the layout's particles are required; further ones (e.g. the generator's own tops) come along
+            extra = [p for p in f.get(lay.truth_group, {}) if p not in lay.particles]
+            for p in (*lay.particles, *extra):
+                truth[p] = {k: self.dataset(f"{lay.truth_group}/{p}/{k}", shape=(n,))
+                            for k in lay.truth_features}
+                pdg = f"{lay.truth_group}/{p}/pdgid"
+                if pdg in f:
+                    truth[p]["pdgid"] = self.dataset(pdg, shape=(n,), kind="int")
+        weights = None
+        if lay.weight_dataset in f:
+            weights = self.dataset(lay.weight_dataset, shape=(n,))
+        unfolded = None
+        if lay.unfolded_group in f:
+            unfolded = {}
+            for p, grp in f[lay.unfolded_group].items():
+                unfolded[p] = {k: self.dataset(f"{lay.unfolded_group}/{p}/{k}", ndim=2, rows=n)
+                               for k in grp}
+        attrs = {k: _from_attr(v) for k, v in f.attrs.items()}
+        return EventData(source=source, mask=mask, met=met, truth=truth, weights=weights,
+                         unfolded=unfolded, attrs=attrs)
+
+    def dataset(self, name: str, *, kind: str = "float", shape: tuple[int, ...] | None = None,
+                ndim: int | None = None, rows: int | None = None,
+                valid: np.ndarray | None = None) -> np.ndarray:
+        """Read one dataset, checking presence, dtype, shape and finiteness (in ``valid`` entries)."""
+        obj = self.f.get(name)
+        if obj is None:
+            raise self.fail(f"missing dataset {name}")
+        if not isinstance(obj, h5py.Dataset):
+            raise self.fail(f"{name} is a group, expected a dataset")
+        dt = obj.dtype
+        ok = {"bool": dt == np.bool_,
+              "int": np.issubdtype(dt, np.integer),
+              "float": np.issubdtype(dt, np.floating) or np.issubdtype(dt, np.integer) or dt == np.bool_}[kind]
+        if not ok:
+            want = {"bool": "bool", "int": "an integer type", "float": "a real number type"}[kind]
+            raise self.fail(f"dataset {name} has dtype {dt}, expected {want}")
+        if shape is not None and obj.shape != shape:
+            raise self.fail(f"dataset {name} has shape {obj.shape}, expected {shape} (events, objects) "
+                            f"as in {self.lay.source_group}/{self.lay.mask_name}")
+        if ndim is not None and obj.ndim != ndim:
+            raise self.fail(f"dataset {name} has {obj.ndim} dimensions, expected {ndim}")
+        if rows is not None and obj.shape[0] != rows:
+            raise self.fail(f"dataset {name} has {obj.shape[0]} events, expected {rows}")
+        try:
+            a = obj[()]
+        except (OSError, RuntimeError) as e:
+            raise self.fail(f"dataset {name} cannot be read (truncated file?): {_h5_reason(e)}") from None
+        if kind == "float":
+            a = a.astype(np.float32, copy=False)
+            bad = ~np.isfinite(a)
+            if valid is not None:
+                bad &= valid
+            if bad.any():
+                where = np.argwhere(bad)[0]
+                obj_txt = f", object {where[1]}" if a.ndim > 1 else ""
+                raise self.fail(f"dataset {name} has NaN/inf at event {where[0]}{obj_txt}")
+        return a
+
+
+def _from_attr(v: Any) -> Any:
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, str) and v[:1] in "[{":
+        import json
+
+        with contextlib.suppress(ValueError):
+            return json.loads(v)
+    return v
+
+
+def with_attrs(data: EventData, **attrs: Any) -> EventData:
+    """A copy of ``data`` with ``attrs`` added."""
+    return dataclasses.replace(data, attrs={**data.attrs, **attrs})

@@ -1,0 +1,158 @@
+"""The toy generator against closed forms: cross sections, conservation, masses, helicity, reproducibility."""
+
+import h5py
+import numpy as np
+import pytest
+from scipy import integrate
+
+from lvd import physics
+from lvd.data.generate import toy
+from lvd.data.schema import read_events
+
+
+@pytest.fixture(scope="module")
+def internals():
+    """Truth four-vectors in float64 straight from the generator (before writing)."""
+    gen = toy.ToyGenerator(seed=3)
+    rng = np.random.default_rng(7)
+    prop = gen.hard.propose(rng, 60_000)
+    w = gen.hard.weight(prop)
+    keep = rng.random(w.shape) * gen.w_max < w
+    vectors, pdgid, _, _ = gen.partons(rng, {k: v[keep] for k, v in prop.items()})
+    return vectors, pdgid
+
+
+@pytest.mark.parametrize("shat", [350.0**2, 500.0**2, 1500.0**2])
+def test_partonic_cross_sections_match_closed_form(shat):
+    m = physics.M_TOP
+    rho = 4 * m**2 / shat
+    beta = np.sqrt(1 - rho)
+
+    def integrated(channel):
+        f = lambda c: toy.matrix_element_sq((1 - beta * c) / 2, (1 + beta * c) / 2, rho)[channel]  # noqa: E731
+        return beta / (32 * np.pi * shat) * (4 * np.pi) ** 2 * integrate.quad(f, -1, 1)[0]
+
+    # σ̂/αs² (Combridge 1979 / ESW eq. 10.14)
+    qq = 4 * np.pi * beta * (2 + rho) / (27 * shat)
+    gg = np.pi / (3 * shat) * ((1 + rho + rho**2 / 16) * np.log((1 + beta) / (1 - beta)) - beta * (7 / 4 + 31 * rho / 16))
+    assert integrated(1) == pytest.approx(qq, rel=1e-9)
+    assert integrated(0) == pytest.approx(gg, rel=1e-9)
+
+
+def test_four_momentum_conserved_in_decays(internals):
+    v, _ = internals
+    for top, b, w, f1, f2 in (("t_lep", "b_lep", "W_lep", "lepton", "neutrino"),
+                              ("t_had", "b_had", "W_had", "q1", "q2")):
+        scale = v[top][:, 3:4]
+        np.testing.assert_allclose((v[b] + v[w] - v[top]) / scale, 0.0, atol=1e-10)
+        np.testing.assert_allclose((v[f1] + v[f2] - v[w]) / scale, 0.0, atol=1e-10)
+
+
+def test_conservation_survives_the_file(toy_file):
+    data = read_events(toy_file, require_truth=True)
+    p = {name: physics.p4_from_ptetaphim(*(data.truth[name][k].astype(np.float64)
+                                           for k in ("pt", "eta", "phi", "mass")))
+         for name in data.truth}
+    for top, parts in (("t_lep", ("b_lep", "lepton", "neutrino")), ("t_had", ("b_had", "q1", "q2")),
+                       ("W_lep", ("lepton", "neutrino")), ("W_had", ("q1", "q2"))):
+        total = sum(p[x] for x in parts)
+        rel = np.abs(total - p[top]).max(axis=1) / p[top][:, 3]
+        assert rel.max() < 1e-4, (top, rel.max())
+        # the masses too: 1e-4 relative
+        np.testing.assert_allclose(physics.mass(total), data.truth[top]["mass"], rtol=1e-4)
+
+
+def test_masses_are_breit_wigner_at_configured_values(internals):
+    v, _ = internals
+    cfg = toy.ToyConfig()
+    for name, m0, width in (("t_lep", cfg.m_top, cfg.gamma_top), ("t_had", cfg.m_top, cfg.gamma_top),
+                            ("W_lep", cfg.m_w, cfg.gamma_w), ("W_had", cfg.m_w, cfg.gamma_w)):
+        m = physics.mass(v[name])
+        q25, q50, q75 = np.quantile(m, [0.25, 0.5, 0.75])
+        assert q50 == pytest.approx(m0, abs=0.05 * width + 0.02), name
+        # a Breit–Wigner's interquartile range is its full width (truncation at ±10Γ shrinks it ~6 %)
+        assert q75 - q25 == pytest.approx(width, rel=0.12), name
+
+
+def test_w_helicity_fractions():
+    """⟨cosθ*⟩ of the charged lepton in the W frame, w.r.t. the W direction in the top frame, is −FL/2."""
+    cfg = toy.ToyConfig()
+    rng = np.random.default_rng(11)
+    n = 40_000
+    top = physics.p4_from_ptetaphim(rng.uniform(0, 400, n), rng.uniform(-3, 3, n), rng.uniform(-3, 3, n),
+                                    np.full(n, cfg.m_top))
+    m_w = np.full(n, cfg.m_w)
+    d = toy.decay_top(rng, top, m_w, 4.8, np.full(n, 0.000511), np.zeros(n), cfg)
+    w_in_top = physics.boost(d["W"], -physics.velocity(top))
+    lep_in_w = physics.boost(physics.boost(d["down"], -physics.velocity(top)), -physics.velocity(w_in_top))
+    axis = w_in_top[:, :3] / np.linalg.norm(w_in_top[:, :3], axis=1, keepdims=True)
+    cos = (lep_in_w[:, :3] * axis).sum(1) / np.linalg.norm(lep_in_w[:, :3], axis=1)
+    se = cos.std() / np.sqrt(n)
+    assert cos.mean() == pytest.approx(-cfg.fl / 2, abs=4 * se)
+    # second moment: F0·(1/5) + FL·(2/5)
+    assert (cos**2).mean() == pytest.approx(cfg.f0 / 5 + cfg.fl * 2 / 5, abs=4 * (cos**2).std() / np.sqrt(n))
+    # exact decay kinematics at any top momentum
+    np.testing.assert_allclose(physics.mass(d["down"] + d["up"]), cfg.m_w, rtol=1e-9)
+    np.testing.assert_allclose(physics.mass(d["W"] + d["b"]), cfg.m_top, rtol=1e-9)
+
+
+def test_charges_and_flavours_consistent(internals):
+    _, ids = internals
+    # leptonic b and the charged lepton: b (5) goes with ℓ⁺ (pdgid < 0), b̄ with ℓ⁻
+    assert np.all(np.sign(ids["b_lep"]) == -np.sign(ids["lepton"]))
+    assert np.all(ids["b_lep"] == -ids["b_had"])
+    assert set(np.unique(np.abs(ids["lepton"]))) == {11, 13}
+    assert np.all(np.abs(ids["neutrino"]) == np.abs(ids["lepton"]) + 1)
+
+
+def test_selection_holds_in_the_file(toy_file):
+    d = read_events(toy_file)
+    lepton = (d.source["is_electron"] + d.source["is_muon"]) > 0.5
+    assert np.all(lepton[:, 0]) and not lepton[:, 1:].any()
+    assert np.all(d.source["pt"][:, 0] > 25.0)
+    jets = d.mask & ~lepton
+    assert np.all(jets.sum(1) >= 4)
+    assert np.all(d.source["pt"][jets] > 25.0) and np.all(np.abs(d.source["eta"][jets]) < 2.5)
+    assert np.all(((d.source["btag"] > 0.5) & jets).sum(1) >= 1)
+    # jets are pT-ordered after the lepton
+    pt = np.where(jets, d.source["pt"], -1)[:, 1:]
+    assert np.all(np.diff(pt, axis=1) <= 0)
+    cf = d.attrs["cutflow"]
+    assert cf["generated"] > cf["one_lepton"] > cf["min_jets"] > cf["min_btags"] >= d.n_events
+
+
+def _datasets(path):
+    out = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def test_same_seed_same_file_different_seed_different(tmp_path):
+    a, b, c = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "c.h5"
+    toy.generate_file(a, 3000, seed=5)
+    toy.generate_file(b, 3000, seed=5)
+    toy.generate_file(c, 3000, seed=6)
+    da, db, dc = _datasets(a), _datasets(b), _datasets(c)
+    assert da.keys() == db.keys() == dc.keys()
+    for k in da:
+        np.testing.assert_array_equal(da[k], db[k])
+    assert not np.array_equal(da["TRUTH/lepton/pt"], dc["TRUTH/lepton/pt"])
+
+
+def test_fewer_events_is_a_prefix(tmp_path):
+    small, big = tmp_path / "s.h5", tmp_path / "b.h5"
+    toy.generate_file(small, 1500, seed=9)
+    toy.generate_file(big, 9000, seed=9)
+    ds, db = _datasets(small), _datasets(big)
+    for k in ds:
+        np.testing.assert_array_equal(ds[k], db[k][: len(ds[k])])
+
+
+def test_met_tracks_the_neutrino(toy_file):
+    d = read_events(toy_file, require_truth=True)
+    nu = d.truth["neutrino"]
+    mx = d.met["met"] * np.cos(d.met["phi"]) - nu["pt"] * np.cos(nu["phi"])
+    # parametric detector: resolution of tens of GeV, no bias beyond a few GeV
+    assert abs(np.median(mx)) < 3.0
+    assert 8.0 < np.std(mx) < 40.0
