@@ -1,0 +1,1 @@
+"""Event data: the file format, its validation, generators and converters."""
