@@ -219,7 +219,7 @@ class EventWriter:
     """
 
     def __init__(self, path: str | os.PathLike, attrs: Mapping[str, Any] | None = None,
-                 layout: FileLayout = DEFAULT_LAYOUT, chunk_events: int = 16384):
+                 layout: FileLayout = DEFAULT_LAYOUT, chunk_events: int = 4096):
         self.path = Path(path)
         self.layout = layout
         self.attrs = dict(attrs or {})
@@ -264,7 +264,8 @@ class EventWriter:
             if ds is None:
                 ds = self._file.create_dataset(
                     name, shape=(0, *a.shape[1:]), maxshape=(None, *a.shape[1:]), dtype=a.dtype,
-                    chunks=(min(self.chunk_events, max(n, 1)), *a.shape[1:]),
+                    # a fixed chunk size: the first append may be small (a generator's first batch)
+                    chunks=(self.chunk_events, *a.shape[1:]),
                 )
                 self._datasets[name] = ds
             elif ds.shape[1:] != a.shape[1:]:

@@ -157,7 +157,11 @@ def simulate(cand: Candidates, cfg: DetectorConfig, rng: np.random.Generator) ->
                + np.where(soft_jet[..., None], cand.jet_p4[..., :2], 0.0).sum(1)
                + np.where(lep_reco[..., None], leps[..., :2], 0.0).sum(1)
                + cand.soft_pxy)
-    sumet_soft = cand.soft_sumet + np.where(soft_jet, physics.pt(cand.jet_p4), 0.0).sum(1)
+    # an electron that is not reconstructed as a lepton still deposits its energy in the calorimeter
+    lost_e = cand.lep_valid & ~lep_reco & (np.abs(cand.lep_pdgid) == 11)
+    visible += np.where(lost_e[..., None], cand.lep_p4[..., :2], 0.0).sum(1)
+    sumet_soft = (cand.soft_sumet + np.where(soft_jet, physics.pt(cand.jet_p4), 0.0).sum(1)
+                  + np.where(lost_e, physics.pt(cand.lep_p4), 0.0).sum(1))
     noise = np.sqrt(cfg.met_noise_const**2 + cfg.met_noise_soft**2 * sumet_soft)[:, None]
     met_xy = -visible + noise * rng.standard_normal((n, 2))
 

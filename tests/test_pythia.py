@@ -1,0 +1,130 @@
+"""Smoke tests of the Pythia 8 + FastJet generator (skipped without the [generate] extra)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pythia8mc", reason="the [generate] extra (pythia8mc) is not installed")
+pytest.importorskip("fastjet", reason="the [generate] extra (fastjet) is not installed")
+pytest.importorskip("awkward", reason="the [generate] extra (awkward) is not installed")
+
+from lvd import physics  # noqa: E402
+from lvd.data.generate import pythia  # noqa: E402
+from lvd.data.schema import read_events  # noqa: E402
+from lvd.errors import LvdError  # noqa: E402
+
+# Small batches, and MPI off in every call (~5x faster); the physics checks below do not need the UE.
+FAST = pythia.PythiaConfig(batch_size=250)
+
+
+def _arrays(data) -> dict[str, np.ndarray]:
+    out = {f"source/{k}": v for k, v in data.source.items()}
+    out |= {f"met/{k}": v for k, v in data.met.items()}
+    out["mask"] = data.mask
+    for p, feats in data.truth.items():
+        out |= {f"truth/{p}/{k}": v for k, v in feats.items()}
+    return out
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pythia") / "smoke.h5"
+    seen = []
+    attrs = pythia.generate_file(path, 200, seed=1, mpi=False, cfg=FAST, on_progress=seen.append)
+    return path, attrs, seen
+
+
+def test_smoke_physics(smoke, capfd):
+    path, attrs, seen = smoke
+    data = read_events(path, require_truth=True)
+    assert data.n_events == 200 and sum(seen) == 200
+    # exactly one lepton, in slot 0, and >= 4 jets (>= 1 b-tag) in every event
+    lep = data.source["is_electron"] + data.source["is_muon"]
+    assert np.all(lep[:, 0] == 1) and np.all(lep[:, 1:] == 0)
+    assert np.all(data.mask[:, 0])
+    assert np.all(data.mask[:, 1:].sum(1) >= 4)
+    assert np.all(data.source["btag"][:, 1:].sum(1) >= 1)
+    assert np.all(np.abs(data.source["charge"][:, 0]) == 1)
+    # the reconstructed lepton is the truth lepton, with the same flavour and charge
+    t = data.truth
+    dr = physics.delta_r(data.source["eta"][:, 0], data.source["phi"][:, 0], t["lepton"]["eta"], t["lepton"]["phi"])
+    assert np.median(dr) < 0.01
+    is_mu = np.abs(t["lepton"]["pdgid"]) == 13
+    assert np.array_equal(data.source["is_muon"][:, 0] == 1, is_mu)
+    assert np.array_equal(data.source["charge"][:, 0], -np.sign(t["lepton"]["pdgid"]))
+    # truth: ids, the top and W masses, and t = W + b in the event record
+    sign = np.sign(t["b_lep"]["pdgid"])
+    assert np.all(np.abs(t["b_lep"]["pdgid"]) == 5) and np.all(t["b_had"]["pdgid"] == -t["b_lep"]["pdgid"])
+    assert np.all(t["t_lep"]["pdgid"] == 6 * sign) and np.all(t["W_lep"]["pdgid"] == 24 * sign)
+    assert np.all(np.sign(t["lepton"]["pdgid"]) == -sign)
+    assert np.all(np.abs(t["q1"]["pdgid"]) <= 5) and np.all(t["q1"]["pt"] >= t["q2"]["pt"])
+    p4 = data.truth_p4(("b_lep", "lepton", "neutrino", "b_had", "q1", "q2", "W_lep", "W_had", "t_lep", "t_had"))
+    m = physics.mass
+    assert abs(np.median(m(p4[:, 0] + p4[:, 1] + p4[:, 2])) - 172.5) < 3.0
+    assert abs(np.median(m(p4[:, 3] + p4[:, 4] + p4[:, 5])) - 172.5) < 3.0
+    assert abs(np.median(m(p4[:, 4] + p4[:, 5])) - 80.4) < 1.5
+    assert abs(np.median(t["t_had"]["mass"]) - 172.5) < 1.0
+    np.testing.assert_allclose(p4[:, 8], p4[:, 6] + p4[:, 0], rtol=1e-4, atol=2e-3 * p4[:, 8, 3:].max())
+    # attrs and the cut flow
+    cf = attrs["cutflow"]
+    assert cf["generated"] >= cf["one_lepton"] >= cf["min_jets"] >= cf["min_btags"] >= 200
+    assert 0.12 < cf["min_btags"] / cf["generated"] < 0.40
+    assert attrs["generator"].startswith("lvd pythia8 8.")
+    assert attrs["truth"] == "event" and "-62" in attrs["truth_definition"]
+    assert attrs["mpi"] is False and attrs["sqrt_s"] == 13000.0 and attrs["seed"] == 1
+    assert data.attrs["cutflow"] == cf
+    assert capfd.readouterr().out == ""  # Pythia and FastJet stay silent
+
+
+def test_seed_reproducibility(smoke, tmp_path):
+    path, _, _ = smoke
+    first = _arrays(read_events(path, require_truth=True))
+    again = tmp_path / "again.h5"
+    pythia.generate_file(again, 200, seed=1, mpi=False, cfg=FAST)
+    for k, v in _arrays(read_events(again, require_truth=True)).items():
+        np.testing.assert_array_equal(v, first[k], err_msg=k)
+    other = tmp_path / "other.h5"
+    pythia.generate_file(other, 20, seed=2, mpi=False, cfg=FAST)
+    diff = _arrays(read_events(other, require_truth=True))
+    assert not np.array_equal(diff["truth/t_had/pt"], first["truth/t_had/pt"][:20])
+    assert not np.array_equal(diff["source/pt"], first["source/pt"][:20])
+
+
+def test_process_truth(tmp_path):
+    path = tmp_path / "process.h5"
+    attrs = pythia.generate_file(path, 20, seed=3, truth="process", mpi=False, cfg=FAST)
+    data = read_events(path, require_truth=True)
+    assert attrs["truth"] == "process" and "process record" in attrs["truth_definition"]
+    names = ("b_lep", "lepton", "neutrino", "b_had", "q1", "q2", "W_lep", "W_had", "t_lep", "t_had")
+    p4 = data.truth_p4(names)
+    scale = p4[..., 3:].max(axis=1)  # energy scale per event for the absolute tolerance
+    for res, parts in (("W_had", (4, 5)), ("W_lep", (1, 2)), ("t_lep", (0, 1, 2)), ("t_had", (3, 4, 5))):
+        diff = np.abs(p4[:, names.index(res)] - p4[:, list(parts)].sum(1))
+        assert np.all(diff <= 1e-4 * scale), res
+    # before the shower the tt̄ system has no transverse momentum
+    ptt = physics.pt(p4[:, 8] + p4[:, 9])
+    assert np.all(ptt < 1e-3 * scale[:, 0])
+
+
+def test_workers_deterministic(tmp_path, capfd):
+    start = time.time()
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    attrs = pythia.generate_file(a, 40, seed=4, workers=2, mpi=False, cfg=pythia.PythiaConfig(batch_size=100))
+    pythia.generate_file(b, 40, seed=4, workers=2, mpi=False, cfg=pythia.PythiaConfig(batch_size=100))
+    da, db = (_arrays(read_events(p, require_truth=True)) for p in (a, b))
+    for k in da:
+        np.testing.assert_array_equal(da[k], db[k], err_msg=k)
+    assert attrs["workers"] == 2 and len(set(attrs["pythia_seeds"])) == 2
+    assert time.time() - start < 60
+    assert capfd.readouterr().out == ""  # worker processes are silent too
+
+
+def test_missing_extra_is_a_user_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "pythia8mc", None)  # makes `import pythia8mc` raise ImportError
+    with pytest.raises(LvdError, match=r"pip install 'lvd\[generate\]'"):
+        pythia.generate_file(tmp_path / "x.h5", 10)
+    assert not (tmp_path / "x.h5").exists()
