@@ -127,6 +127,63 @@ def convert_npz(
     console.print(f"wrote {out}: {data.n_events:,} events, detector features {', '.join(data.source)}")
 
 
+@app.command("train", context_settings={"allow_interspersed_args": True})
+def train_cmd(
+    options: Annotated[str, typer.Argument(help="Options .yaml (or a packaged name: small, train, finetune).")],
+    data: Annotated[Path, typer.Argument(help="Training events (.h5 lvd file or original-layout .npz).")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value option overrides, e.g. train.steps=1000.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model kind: lvd, vdm, ldm, cvae, cinn, vae.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="Resume (same options) or warm-start from a run/checkpoint.")] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Run name (folder under --runs-dir).")] = None,
+    weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Per-event weights .npy (replaces the file's).")] = None,
+    start_batch: Annotated[int | None, typer.Option("--start-batch", "-s", help="Accepted for the original code's convention; resuming is exact from the checkpoint's step.")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders are created.")] = Path("runs"),
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train a model (LVD by default) on simulated events; see options/*.yaml."""
+    from lvd.cli.train import run_train
+
+    run_train(options, data, overrides or [], model=model, checkpoint=checkpoint, name=name, weights=weights,
+              start_batch=start_batch, runs_dir=runs_dir, quiet=quiet)
+
+
+@app.command("unfold")
+def unfold_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint (a run uses its best checkpoint).")],
+    data: Annotated[Path, typer.Argument(help="Detector-level events (.h5).")],
+    out: Annotated[Path, typer.Argument(help="Output .h5: the inputs plus UNFOLDED/<particle>/<feature> [N, K].")],
+    samples: Annotated[int | None, typer.Option("--samples", "-k", help="Posterior samples per event.")] = None,
+    sampler: Annotated[str | None, typer.Option(help="ancestral, ddim or dpm++.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
+    spacing: Annotated[str | None, typer.Option(help="Time grid: t or lambda (default: the sampler's).")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Rows (events × samples) per batch.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+) -> None:
+    """Draw K parton-level samples for every event of a file."""
+    from lvd.cli.progress import console, progress_bar
+    from lvd.data.schema import open_h5
+    from lvd.sampling.samplers import SAMPLERS
+    from lvd.sampling.unfold import Unfolder, unfold_file
+
+    if sampler is not None and sampler not in SAMPLERS:
+        raise LvdError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    if spacing is not None and spacing not in ("t", "lambda"):
+        raise LvdError(f"--spacing {spacing!r}: choose t or lambda")
+    for name, v in (("--samples", samples), ("--steps", steps), ("--batch", batch)):
+        if v is not None and v <= 0:
+            raise LvdError(f"{name} {v}: must be positive")
+    u = Unfolder.load(run)
+    with open_h5(data) as f:
+        n = int(f[u.layout.source_group][u.layout.mask_name].shape[0]) if u.layout.source_group in f else None
+    t0 = __import__("time").time()
+    with progress_bar(n, f"unfold ({u.options.model.kind})") as advance:
+        attrs = unfold_file(run, data, out, samples=samples, sampler=sampler, steps=steps, spacing=spacing,
+                            batch_size=batch, seed=seed, on_progress=advance, unfolder=u)
+    dt = __import__("time").time() - t0
+    console.print(f"wrote {out}: {attrs['samples_per_event']} samples per event with {attrs['sampler']} "
+                  f"({attrs['sampler_steps']} steps) from {attrs['checkpoint']} in {dt:.1f} s")
+
+
 def _split(s: str | None) -> list[str] | None:
     return None if s is None else [x.strip() for x in s.split(",") if x.strip()]
 

@@ -42,7 +42,7 @@ def progress_bar(total: int | None, description: str, unit: str = "events",
     if extra:
         columns.append(TextColumn(extra))
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(description, total=total, info="")
 
         def advance(n: int = 1, **fields) -> None:
             progress.update(task, advance=n, **fields)

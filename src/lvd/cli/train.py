@@ -1,0 +1,57 @@
+"""``lvd train``: resolve options, print what differs from the defaults, run the training loop."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from rich.table import Table
+
+from lvd import config
+from lvd.cli.progress import console
+from lvd.errors import LvdError
+
+
+def resolve_options(options: str, overrides: list[str], model: str | None, name: str | None) -> config.Options:
+    extra = list(overrides)
+    if model is not None:
+        if model not in config.MODEL_KINDS:
+            raise LvdError(f"--model {model!r}: choose one of {', '.join(config.MODEL_KINDS)}")
+        extra.insert(0, f"model.kind={model}")
+    opts = config.load_options(options, extra)
+    if name:
+        opts = dataclasses.replace(opts, name=name)
+    return opts
+
+
+def print_options(opts: config.Options, source: str, overrides: list[str]) -> None:
+    diff = config.differences(opts)
+    table = Table(title=f"options ({source}; non-default values)", title_justify="left")
+    table.add_column("option")
+    table.add_column("default", style="dim")
+    table.add_column("value", style="bold yellow")
+    for k, (ref, v) in sorted(diff.items()):
+        table.add_row(k, str(ref), str(v))
+    console.print(table)
+    if overrides:
+        console.print("overrides applied: " + " ".join(overrides))
+
+
+def run_train(options: str, data: Path, overrides: list[str], *, model: str | None, checkpoint: Path | None,
+              name: str | None, weights: Path | None, start_batch: int | None, runs_dir: Path, quiet: bool) -> None:
+    from lvd.training.loop import train
+
+    opts = resolve_options(options, overrides, model, name)
+    print_options(opts, options, overrides)
+    if start_batch is not None:
+        console.print("note: -s/--start-batch is ignored; a resumed run continues from its checkpoint's step")
+    result = train(opts, data, runs_dir=runs_dir, checkpoint=checkpoint, weights=weights,
+                   report=console.print, progress=not quiet)
+    how = {"steps": "finished", "time limit": "stopped at the time limit", "interrupt": "interrupted"}[result.stopped_by]
+    console.print(f"{how} at step {result.step}; run folder {result.run_dir}")
+    if result.latest:
+        console.print(f"latest checkpoint {result.latest}")
+    if result.best:
+        console.print(f"best checkpoint {result.best} (validation loss {result.best_validation:.5f})")
+    if result.stopped_by != "steps":
+        console.print(f"resume with: lvd train {options} {data} -c {result.run_dir}")

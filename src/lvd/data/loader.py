@@ -1,0 +1,82 @@
+"""In-memory batching onto a ``jax.sharding`` mesh with a ``data`` axis.
+
+The arrays stay in host memory; a batch is gathered by index (a copy of the batch only) and placed with
+``NamedSharding(mesh, P('data'))``, so each device receives its slice. The order of epoch e is the
+permutation drawn from ``(seed, e)``: the batch of any step is a function of the step alone, which makes
+resuming exact without storing any loader state.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from lvd.data.representation import Arrays
+from lvd.errors import DataError
+from lvd.models.base import Batch
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: all) with the axis ``data``."""
+    devices = list(devices if devices is not None else jax.devices())
+    return Mesh(np.array(devices), ("data",))
+
+
+def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, validation)`` event indices: a fixed, seeded subset of ``round(n·fraction)`` is held out."""
+    order = np.random.default_rng([seed, 0x5EED]).permutation(n)
+    n_val = int(round(n * fraction))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class Loader:
+    """Batches of ``batch_size`` events from ``arrays[indices]``; the last partial batch is padded with weight 0."""
+
+    def __init__(self, arrays: Arrays, indices: np.ndarray, batch_size: int, seed: int, mesh: Mesh):
+        n_dev = mesh.devices.size
+        if batch_size % n_dev:
+            raise DataError(f"batch size {batch_size} is not divisible by the {n_dev} devices of the mesh")
+        self.arrays, self.indices, self.batch_size, self.seed, self.mesh = arrays, indices, batch_size, seed, mesh
+        self.sharding = NamedSharding(mesh, P("data"))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.indices) // self.batch_size
+
+    @functools.lru_cache(maxsize=2)  # noqa: B019  (one loader per run; two epochs around a boundary)
+    def _order(self, epoch: int) -> np.ndarray:
+        return self.indices[np.random.default_rng([self.seed, epoch]).permutation(len(self.indices))]
+
+    def position(self, step: int) -> tuple[int, int]:
+        """``(epoch, batch within epoch)`` of a training step."""
+        if self.steps_per_epoch == 0:
+            raise DataError(f"{len(self.indices)} training events are fewer than one batch of {self.batch_size}")
+        return divmod(step, self.steps_per_epoch)
+
+    def train_batch(self, step: int) -> Batch:
+        epoch, i = self.position(step)
+        return self.place(self._order(epoch)[i * self.batch_size:(i + 1) * self.batch_size])
+
+    def place(self, idx: np.ndarray) -> Batch:
+        """Gather events ``idx`` (padding to a full batch with zero-weight copies) and shard them."""
+        n = len(idx)
+        weight = self.arrays.weight[idx]
+        if n < self.batch_size:
+            idx = np.concatenate([idx, np.full(self.batch_size - n, idx[0])])
+            weight = np.concatenate([weight, np.zeros(self.batch_size - n, weight.dtype)])
+        a = self.arrays
+        host = Batch(x=None if a.x is None else a.x[idx], objects=a.objects[idx], mask=a.mask[idx],
+                     met=a.met[idx], weight=weight)
+        return jax.tree.map(lambda v: jax.device_put(v, self.sharding), host)
+
+    def sequential(self, max_batches: int = 0) -> Iterator[Batch]:
+        """Every event once, in order (validation); at most ``max_batches`` batches when > 0."""
+        for k, start in enumerate(range(0, len(self.indices), self.batch_size)):
+            if max_batches and k >= max_batches:
+                return
+            yield self.place(self.indices[start:start + self.batch_size])

@@ -1,0 +1,1 @@
+"""Evaluation: physics observables, distances, calibration, plots and reports (DESIGN 5)."""

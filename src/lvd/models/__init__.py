@@ -1,0 +1,1 @@
+"""Networks and objectives: LVD and the baselines (VDM, LDM, CVAE, CINN) on one shared interface."""

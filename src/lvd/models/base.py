@@ -1,0 +1,99 @@
+"""The interface every unfolding model implements, and the physics-consistency terms they share."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from lvd import physics
+from lvd.data.representation import N_PARTON_FEATURES, N_PARTONS
+
+LOG_E_MAX = 12.0  # clip log(E+1) before expm1: a wild decoder output must not overflow to inf
+
+
+class Batch(NamedTuple):
+    """Normalised inputs of B events: ``x [B, 55]`` (None when unfolding), ``objects [B, N, F]``,
+    ``mask [B, N]``, ``met [B, Fm]``, ``weight [B]``."""
+
+    x: jax.Array | None
+    objects: jax.Array
+    mask: jax.Array
+    met: jax.Array
+    weight: jax.Array
+
+
+@dataclass(frozen=True)
+class Dims:
+    """Input sizes a model is built for (from the data), and the statistics the physics terms need."""
+
+    object_features: int
+    met_features: int
+    parton_mean: tuple[float, ...]
+    parton_std: tuple[float, ...]
+    mass_sq_mean: tuple[float, ...]
+    mass_sq_std: tuple[float, ...]
+
+    @classmethod
+    def from_normalizer(cls, norm) -> Dims:
+        t = lambda a: tuple(float(v) for v in np.asarray(a))  # noqa: E731
+        return cls(len(norm.object_features), len(norm.met_features), t(norm.parton_mean), t(norm.parton_std),
+                   t(norm.mass_sq_mean), t(norm.mass_sq_std))
+
+    @property
+    def parton_dim(self) -> int:
+        return len(self.parton_mean)
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    """Per-event losses of a batch: ``total [B]`` (already scaled), named ``terms [B]`` for logging, and the
+    unweighted ``diffusion [B]`` term whose batch variance trains a learned schedule (None without one)."""
+
+    total: jax.Array
+    terms: dict[str, jax.Array]
+    diffusion: jax.Array | None = None
+
+
+jax.tree_util.register_dataclass(LossOutput, data_fields=["total", "terms", "diffusion"], meta_fields=[])
+
+
+class UnfoldingModel(nnx.Module, abc.ABC):
+    """Shared interface: ``loss`` for training, ``sample`` for unfolding. Nothing else is model-specific."""
+
+    @abc.abstractmethod
+    def loss(self, batch: Batch, key: jax.Array) -> LossOutput:
+        """Per-event loss terms of a batch; ``key`` is the only source of randomness."""
+
+    @abc.abstractmethod
+    def sample(self, objects: jax.Array, mask: jax.Array, met: jax.Array, keys: jax.Array,
+               sampler: str, steps: int, spacing: str | None = None) -> jax.Array:
+        """Normalised parton vectors ``[B, 55]``, one draw per event, event i drawn from ``keys[i]`` only."""
+
+
+def parton_p4(x_norm: jax.Array, dims: Dims) -> jax.Array:
+    """Normalised ``[B, 55]`` -> physical ``[B, 11, 5]`` features with ``log(E+1)`` clipped to a safe range."""
+    f = (x_norm * jnp.asarray(dims.parton_std) + jnp.asarray(dims.parton_mean)).reshape(-1, N_PARTONS, N_PARTON_FEATURES)
+    return f.at[..., 3].set(jnp.clip(f[..., 3], 0.0, LOG_E_MAX))
+
+
+def consistency_terms(x_hat: jax.Array, x: jax.Array, dims: Dims) -> tuple[jax.Array, jax.Array]:
+    """``(consistency [B], mass_match [B])`` in normalised squared-mass units (DESIGN 3).
+
+    consistency: the five resonance masses the model states (feature 4 of objects 6–10), squared, against
+    those of its own decay products' summed four-vectors; mass_match: the latter against the truth's.
+    """
+    f_hat = parton_p4(x_hat, dims)
+    scale = jnp.asarray(dims.mass_sq_std)
+    explicit = physics.explicit_masses(f_hat) ** 2
+    derived = physics.mass_sq(physics.resonances(physics.p4_from_parton_features(f_hat)[:, : len(physics.DECAY_PRODUCTS)]))
+    consistency = jnp.mean(((explicit - derived) / scale) ** 2, axis=-1)
+    f = parton_p4(x, dims)
+    derived_true = physics.mass_sq(physics.resonances(physics.p4_from_parton_features(f)[:, : len(physics.DECAY_PRODUCTS)]))
+    mass_match = jnp.mean(((derived - derived_true) / scale) ** 2, axis=-1)
+    return consistency, mass_match

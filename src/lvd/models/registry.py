@@ -1,0 +1,29 @@
+"""Model kinds by name (the only place that maps ``model.kind`` to a class)."""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from lvd.config import Options
+from lvd.errors import OptionsError
+from lvd.models.base import Dims, UnfoldingModel
+
+
+def model_classes() -> dict[str, type[UnfoldingModel]]:
+    from lvd.models.lvd import LVD
+
+    classes: dict[str, type[UnfoldingModel]] = {"lvd": LVD}
+    try:
+        from lvd.models.baselines import BASELINES
+    except ImportError:
+        BASELINES = {}
+    return classes | BASELINES
+
+
+def build_model(opts: Options, dims: Dims, seed: int | None = None) -> UnfoldingModel:
+    """A freshly initialised model of kind ``opts.model.kind``; parameters drawn from ``seed`` (default: train seed)."""
+    classes = model_classes()
+    kind = opts.model.kind
+    if kind not in classes:
+        raise OptionsError(f"model.kind {kind!r} is not available (available: {', '.join(sorted(classes))})")
+    return classes[kind](opts, dims, rngs=nnx.Rngs(opts.train.seed if seed is None else seed))

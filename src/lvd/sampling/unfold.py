@@ -1,0 +1,183 @@
+"""Unfolding: a trained run + detector-level events -> K parton-level samples per event.
+
+Python API::
+
+    import lvd
+    unfolder = lvd.load("runs/lvd-small/version_0")       # best checkpoint, EMA parameters
+    samples = unfolder.sample(events, k=16)                # dict particle -> feature -> [N, K]
+
+Randomness is per event: sample k of event i draws from ``fold_in(fold_in(key(seed), i), k)`` where i is the
+event's index in the file, so results do not depend on the batch size or the number of devices.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import lvd
+from lvd import config, physics
+from lvd.data.loader import make_mesh
+from lvd.data.representation import (
+    N_PARTON_FEATURES,
+    N_PARTONS,
+    Arrays,
+    Normalizer,
+    layout,
+    raw_arrays,
+)
+from lvd.data.schema import EventData, EventWriter, FileLayout, read_events
+from lvd.errors import OptionsError
+from lvd.models.base import Dims
+from lvd.models.registry import build_model
+from lvd.training import checkpoint as ckpt
+from lvd.training.state import init_state
+
+UNFOLDED_FEATURES = ("pt", "eta", "phi", "mass", "energy")
+
+
+def features_to_particles(f: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """Physical parton features ``[..., 11, 5]`` -> particle -> ``{pt, eta, phi, mass, energy}`` ``[...]``.
+
+    The mass is the model's own mass feature; momenta and energy come from ``(px, py, pz, log(E+1))``.
+    """
+    p4 = physics.p4_from_parton_features(f.astype(np.float64))
+    out = {}
+    for i, name in enumerate(physics.PARTONS):
+        v = p4[..., i, :]
+        out[name] = {"pt": physics.pt(v), "eta": physics.eta(v), "phi": physics.phi(v),
+                     "mass": f[..., i, 4].astype(np.float64), "energy": v[..., 3]}
+    return {p: {k: a.astype(np.float32) for k, a in feats.items()} for p, feats in out.items()}
+
+
+class Unfolder:
+    """A trained model ready to sample (EMA parameters), with its options and normalisation."""
+
+    def __init__(self, step_dir: Path, mesh=None):
+        self.step_dir = step_dir
+        self.meta = ckpt.read_meta(step_dir)
+        self.options = config.from_dict(self.meta["options"])
+        self.normalizer = Normalizer.from_dict(self.meta["normalizer"])
+        self.mesh = mesh or make_mesh()
+        model = build_model(self.options, Dims.from_normalizer(self.normalizer))
+        graphdef, template = init_state(model, self.options)
+        replicated = NamedSharding(self.mesh, P())
+        state = ckpt.restore_state(step_dir, jax.device_put(template, replicated), replicated)
+        self.graphdef, self.params = graphdef, (state.ema_sched, state.ema_main, state.rest)
+        self.step = int(jax.device_get(state.step))
+
+    @classmethod
+    def load(cls, run_or_checkpoint: str | os.PathLike, mesh=None) -> Unfolder:
+        return cls(ckpt.resolve(run_or_checkpoint), mesh=mesh)
+
+    @property
+    def layout(self) -> FileLayout:
+        return layout(self.options.data)
+
+    @functools.cache  # noqa: B019  (a few (sampler, steps, spacing) combinations per unfolder)
+    def _sampler_fn(self, sampler: str, steps: int, spacing: str | None) -> Callable:
+        graphdef = self.graphdef
+
+        def run(params, objects, mask, met, keys):
+            model = nnx.merge(graphdef, *params)
+            return model.sample(objects, mask, met, keys, sampler, steps, spacing)
+
+        return jax.jit(run)
+
+    def prepare(self, data: EventData) -> Arrays:
+        """Normalised detector arrays of ``data`` (truth not needed)."""
+        self.normalizer.check(self.options.data)
+        return self.normalizer.apply(raw_arrays(data, self.options.data, with_truth=False))
+
+    def sample_arrays(self, arrays: Arrays, k: int, *, sampler: str | None = None, steps: int | None = None,
+                      spacing: str | None = None, seed: int | None = None, batch_size: int | None = None,
+                      first_event: int = 0, on_batch: Callable[[int], None] | None = None,
+                      on_result: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray | None:
+        """Physical parton features ``[N, K, 11, 5]`` for normalised ``arrays`` (events numbered from ``first_event``).
+
+        With ``on_result(start, features [b, K, 11, 5])`` the batches are handed over as they come and nothing is
+        kept (for files larger than memory); the return value is then None.
+        """
+        s = self.options.sample
+        sampler, steps = sampler or s.sampler, steps or s.steps
+        spacing = spacing or (None if s.spacing == "default" else s.spacing)
+        seed = s.seed if seed is None else seed
+        n_dev = self.mesh.devices.size
+        events_per_batch = max(1, (batch_size or s.batch_size) // k)
+        rows = events_per_batch * k
+        rows += (-rows) % n_dev  # rows must split evenly over devices
+        fn = self._sampler_fn(sampler, int(steps), spacing)
+        sharding = NamedSharding(self.mesh, P("data"))
+        base = jax.random.key(seed)
+        out = [] if on_result is None else None
+        for start in range(0, arrays.n_events, events_per_batch):
+            idx = np.arange(start, min(start + events_per_batch, arrays.n_events))
+            b = len(idx)
+            ev = np.repeat(idx, k)  # [b·K] event of each row
+            pad = rows - len(ev)
+            ev_in = np.concatenate([ev, np.full(pad, ev[0])])
+            sample_k = np.concatenate([np.tile(np.arange(k), b), np.zeros(pad, int)])
+            keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(base, i), j))(
+                jnp.asarray(ev_in + first_event, jnp.uint32), jnp.asarray(sample_k, jnp.uint32))
+            put = lambda a: jax.device_put(a, sharding)  # noqa: E731
+            x = fn(self.params, put(arrays.objects[ev_in]), put(arrays.mask[ev_in]), put(arrays.met[ev_in]),
+                   put(keys))
+            x = np.asarray(jax.device_get(x))[: b * k]
+            f = self.normalizer.partons_inverse(x).reshape(b, k, N_PARTONS, N_PARTON_FEATURES)
+            if on_result is None:
+                out.append(f)
+            else:
+                on_result(start, f)
+            if on_batch is not None:
+                on_batch(b)
+        return None if out is None else np.concatenate(out)
+
+    def sample(self, data: EventData, k: int = 1, **kw) -> dict[str, dict[str, np.ndarray]]:
+        """``particle -> feature -> [N, K]`` samples for the events of ``data``."""
+        return features_to_particles(self.sample_arrays(self.prepare(data), k, **kw))
+
+
+def load(run_or_checkpoint: str | os.PathLike) -> Unfolder:
+    """The Python entry point: ``lvd.load(run).sample(events, k)``."""
+    return Unfolder.load(run_or_checkpoint)
+
+
+def unfold_file(run_or_checkpoint: str | os.PathLike, data_path: str | os.PathLike, out_path: str | os.PathLike, *,
+                samples: int | None = None, sampler: str | None = None, steps: int | None = None,
+                spacing: str | None = None, batch_size: int | None = None, seed: int | None = None,
+                on_progress: Callable[[int], None] | None = None, unfolder: Unfolder | None = None) -> dict[str, Any]:
+    """Unfold every event of ``data_path`` into ``out_path`` (inputs, truth and weights copied; written atomically)."""
+    u = unfolder or Unfolder.load(run_or_checkpoint)
+    s = u.options.sample
+    k = samples or s.samples
+    sampler, steps = sampler or s.sampler, steps or s.steps
+    if k <= 0 or steps <= 0:
+        raise OptionsError("--samples and --steps must be positive")
+    data = read_events(data_path, u.layout)
+    arrays = u.prepare(data)
+    attrs = {**{a: v for a, v in data.attrs.items() if a not in ("n_events", "source_features", "met_features")},
+             "unfolded_by": f"lvd {lvd.__version__}", "checkpoint": str(u.step_dir.absolute()),
+             "checkpoint_step": u.step, "model": u.options.model.kind, "sampler": sampler, "sampler_steps": int(steps),
+             "sampler_spacing": spacing or s.spacing, "samples_per_event": int(k),
+             "sampling_seed": int(s.seed if seed is None else seed), "input_file": str(Path(data_path).absolute()),
+             "unfolded_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    with EventWriter(out_path, attrs=attrs, layout=u.layout) as writer:
+        def write(start: int, f: np.ndarray) -> None:
+            chunk = data.take(slice(start, start + f.shape[0]))
+            chunk.unfolded = features_to_particles(f)
+            writer.append(chunk)
+
+        u.sample_arrays(arrays, k, sampler=sampler, steps=steps, spacing=spacing, seed=seed, batch_size=batch_size,
+                        on_batch=on_progress, on_result=write)
+    return attrs

@@ -1,0 +1,1 @@
+"""Training: state and optimisers, the jitted step, checkpoints, and the loop."""

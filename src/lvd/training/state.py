@@ -1,0 +1,90 @@
+"""Train state: parameters split into the γ shape and everything else, two optimisers, parameter EMA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from lvd.config import Options
+from lvd.models.base import UnfoldingModel
+from lvd.models.schedule import ScheduleParam
+
+
+@struct.dataclass
+class TrainState:
+    """Everything that changes during training (a pytree; the graph definition is kept apart, static)."""
+
+    step: jax.Array  # int32 []
+    main: nnx.State  # nnx.Param except the schedule shape
+    sched: nnx.State  # ScheduleParam: the learned γ shape
+    rest: nnx.State  # non-trainable state (e.g. a frozen pre-trained VAE)
+    opt_main: Any
+    opt_sched: Any
+    ema_main: nnx.State
+    ema_sched: nnx.State
+
+
+def split_model(model: UnfoldingModel) -> tuple[nnx.GraphDef, nnx.State, nnx.State, nnx.State]:
+    """``(graphdef, sched, main, rest)``; ``nnx.merge(graphdef, sched, main, rest)`` rebuilds the model."""
+    return nnx.split(model, ScheduleParam, nnx.Param, ...)
+
+
+def learning_rate_schedule(peak: float, warmup: int, total: int, final_ratio: float) -> optax.Schedule:
+    """Linear warm-up to ``peak``, then cosine decay to ``final_ratio × peak`` at ``total`` steps."""
+    if warmup <= 0:
+        return optax.cosine_decay_schedule(peak, max(total, 1), alpha=final_ratio)
+    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total, warmup + 1), peak * final_ratio)
+
+
+def optimizers(opts: Options) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+    """Adam with global-norm clipping and the warm-up/cosine schedule, for the main and the γ-shape parameters."""
+    t = opts.train
+
+    def make(lr: float) -> optax.GradientTransformation:
+        sched = learning_rate_schedule(lr, t.warmup_steps, t.steps, t.final_learning_rate_ratio)
+        return optax.chain(optax.clip_by_global_norm(t.gradient_clipping), optax.adam(sched))
+
+    return make(t.learning_rate), make(t.schedule_learning_rate)
+
+
+def init_state(model: UnfoldingModel, opts: Options) -> tuple[nnx.GraphDef, TrainState]:
+    graphdef, sched, main, rest = split_model(model)
+    tx_main, tx_sched = optimizers(opts)
+    copy = lambda s: jax.tree.map(jnp.array, s)  # noqa: E731  (EMA starts as a copy, not an alias)
+    state = TrainState(step=jnp.zeros((), jnp.int32), main=main, sched=sched, rest=rest,
+                       opt_main=tx_main.init(main), opt_sched=tx_sched.init(sched),
+                       ema_main=copy(main), ema_sched=copy(sched))
+    return graphdef, state
+
+
+def ema_model(graphdef: nnx.GraphDef, state: TrainState) -> UnfoldingModel:
+    """The model with EMA parameters (used for validation and sampling)."""
+    return nnx.merge(graphdef, state.ema_sched, state.ema_main, state.rest)
+
+
+# --- plain-dict form for checkpoints (independent of flax's Variable metadata) -------------------
+
+def _is_state(x) -> bool:
+    return isinstance(x, nnx.State)
+
+
+def to_pure(tree: Any) -> Any:
+    """Replace every ``nnx.State`` inside ``tree`` by its nested dict of arrays."""
+    return jax.tree.map(lambda x: nnx.to_pure_dict(x) if _is_state(x) else x, tree, is_leaf=_is_state)
+
+
+def from_pure(template: Any, pure: Any) -> Any:
+    """Inverse of :func:`to_pure`, using ``template`` for the ``nnx.State`` structure."""
+
+    def fill(t, p):
+        if _is_state(t):
+            s = jax.tree.map(lambda x: x, t)
+            nnx.replace_by_pure_dict(s, p)
+            return s
+        return p
+
+    return jax.tree.map(fill, template, pure, is_leaf=_is_state)

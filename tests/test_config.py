@@ -1,0 +1,54 @@
+"""Options: presets equal the shipped YAML files, base inheritance, and errors that name the option."""
+
+import pytest
+
+from lvd import config
+from lvd.errors import OptionsError
+
+
+@pytest.mark.parametrize("name,preset", [("train", config.paper), ("finetune", config.finetune), ("small", config.small)])
+def test_yaml_files_spell_out_the_presets(name, preset):
+    assert config.load_options(f"options/{name}.yaml") == preset()
+    assert config.load_options(name) == preset()  # packaged name
+
+
+def test_base_inheritance_and_overrides(tmp_path):
+    (tmp_path / "parent.yaml").write_text("name: parent\ntrain:\n  steps: 7\n  batch_size: 32\n")
+    (tmp_path / "child.yaml").write_text("base: parent.yaml\nname: child\ntrain:\n  steps: 9\n")
+    o = config.load_options(tmp_path / "child.yaml", ["train.learning_rate=0.002"])
+    assert (o.name, o.train.steps, o.train.batch_size, o.train.learning_rate) == ("child", 9, 32, 0.002)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("train.stepz=3", "train.stepz"),
+    ("train.steps=many", "train.steps"),
+    ("model.kind=gan", "model.kind"),
+    ("nonsense", "key=value"),
+    ("model.hidden=50", "num_heads"),
+    ("schedule.gamma_min=6", "gamma_min"),
+])
+def test_bad_options_name_the_option(override, needle):
+    with pytest.raises(OptionsError, match=needle):
+        config.load_options(None, [override])
+
+
+def test_unknown_key_in_file(tmp_path):
+    (tmp_path / "bad.yaml").write_text("model:\n  hiden: 3\n")
+    with pytest.raises(OptionsError, match=r"bad.yaml.*model.hiden"):
+        config.load_options(tmp_path / "bad.yaml")
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(OptionsError, match="not a valid YAML"):
+        config.load_options(tmp_path / "broken.yaml")
+
+
+def test_round_trip_through_dict():
+    o = config.small()
+    assert config.from_dict(config.to_dict(o)) == o
+
+
+def test_cli_reports_bad_option(tmp_path, run_cli, tiny_file):
+    code, _, err = run_cli("train", "small", tiny_file, "train.stepz=1", "--runs-dir", tmp_path)
+    assert code == 2 and "train.stepz" in err and "Traceback" not in err
+    code, _, err = run_cli("train", "nosuch.yaml", tiny_file, "--runs-dir", tmp_path)
+    assert code == 2 and "nosuch.yaml" in err
+    assert not any(tmp_path.iterdir())

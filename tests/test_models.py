@@ -1,0 +1,150 @@
+"""Model pieces against closed forms: γ(t), the diffusion-loss estimator, physics consistency, invariances."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from lvd import config, physics
+from lvd.data.representation import Normalizer, raw_arrays
+from lvd.data.schema import read_events
+from lvd.models.base import Dims, consistency_terms
+from lvd.models.detector_encoder import DetectorEncoder
+from lvd.models.diffusion import diffusion_terms, low_discrepancy_times
+from lvd.models.schedule import NoiseSchedule
+
+
+def perturb(module: nnx.Module, scale: float, seed: int = 0) -> None:
+    """Move every parameter away from its initial value (zero-initialised layers included)."""
+
+    @jax.jit
+    def noisy(state, key):
+        leaves, tree = jax.tree.flatten(state)
+        keys = jax.random.split(key, len(leaves))
+        return jax.tree.unflatten(tree, [x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)])
+
+    nnx.update(module, noisy(nnx.state(module, nnx.Param), jax.random.key(seed)))
+
+
+@pytest.mark.parametrize("kind", ["learned", "linear", "cosine", "edm"])
+def test_gamma_is_monotone_and_hits_its_endpoints(kind):
+    s = NoiseSchedule(kind, -13.3, 5.0, 16.0, 64, rngs=nnx.Rngs(3))
+    perturb(s, 0.5)
+    t = jnp.linspace(0.0, 1.0, 10001)
+    g = s(t)
+    g0, g1 = s.endpoints()
+    assert float(g[0]) == float(g0) and float(g[-1]) == float(g1)
+    assert bool(jnp.all(jnp.diff(g) >= 0)), "γ must not decrease"
+    _, dg = s.with_derivative(t[1:-1])
+    assert bool(jnp.all(dg > 0))
+    assert -16 < float(g0) < float(g1) < 16
+
+
+def test_endpoints_are_soft_clipped():
+    s = NoiseSchedule("learned", -13.3, 5.0, 16.0, 8, rngs=nnx.Rngs(0))
+    s.raw_gamma_min[...] = jnp.asarray(-1e3)
+    s.raw_gamma_max[...] = jnp.asarray(1e3)
+    g0, g1 = s.endpoints()
+    assert float(g0) == pytest.approx(-16.0) and float(g1) == pytest.approx(16.0)
+
+
+def test_low_discrepancy_times_cover_unit_interval():
+    t = np.sort(np.asarray(low_discrepancy_times(jax.random.key(0), 100)))
+    assert np.allclose(np.diff(t), 0.01, atol=1e-6) and 0 <= t[0] < 0.01
+
+
+def _fixed_eps_fn(z_t, gamma_t):
+    """A deterministic stand-in for the denoiser."""
+    return 0.8 * jnp.tanh(z_t) + 0.05 * gamma_t[:, None]
+
+
+def test_diffusion_loss_estimator_is_unbiased():
+    """Mean of the low-discrepancy estimator (value and gradient) = the integral over t, by Monte Carlo."""
+    sched = NoiseSchedule("learned", -13.3, 5.0, 16.0, 16, rngs=nnx.Rngs(1))
+    perturb(sched, 0.3, seed=1)
+    graphdef, params = nnx.split(sched)
+    z = jnp.array([[0.7, -1.2, 0.3]])
+
+    def estimate(params, key, b=256):
+        s = nnx.merge(graphdef, params)
+        d, _ = diffusion_terms(s, _fixed_eps_fn, jnp.repeat(z, b, 0), key, "sigmoid", 2.0)
+        return d.mean()
+
+    def reference(params, key, n_t=256, n_eps=256):
+        # Gauss–Legendre in t, fixed noise draws at each node
+        s = nnx.merge(graphdef, params)
+        x, w = np.polynomial.legendre.leggauss(n_t)
+        t = jnp.asarray(0.5 * (x + 1.0), jnp.float32)
+        gamma, dgamma = s.with_derivative(t)
+        eps = jax.random.normal(key, (n_t, n_eps, z.shape[1]))
+        a = jnp.sqrt(jax.nn.sigmoid(-gamma))[:, None, None]
+        sg = jnp.sqrt(jax.nn.sigmoid(gamma))[:, None, None]
+        z_t = a * z[None] + sg * eps
+        eps_hat = jax.vmap(_fixed_eps_fn)(z_t, jnp.broadcast_to(gamma[:, None], (n_t, n_eps)))
+        inner = jnp.mean((eps_hat - eps) ** 2, axis=(1, 2))
+        wgt = jax.nn.sigmoid(gamma + 2.0)
+        return jnp.sum(jnp.asarray(0.5 * w) * 0.5 * dgamma * wgt * inner)
+
+    keys = jax.random.split(jax.random.key(7), 64)
+    vals, grads = jax.jit(jax.vmap(jax.value_and_grad(estimate), (None, 0)))(params, keys)
+    rvals, rgrads = jax.jit(jax.vmap(jax.value_and_grad(reference), (None, 0)))(
+        params, jax.random.split(jax.random.key(8), 16))
+    se = float(jnp.sqrt(vals.var() / len(vals) + rvals.var() / len(rvals)))
+    assert abs(float(vals.mean() - rvals.mean())) < 4 * se + 1e-6
+    for name in ("raw_gamma_min", "raw_gamma_max"):
+        g, rg = grads[name][...], rgrads[name][...]
+        se = float(jnp.sqrt(g.var() / len(g) + rg.var() / len(rg)))
+        assert abs(float(g.mean() - rg.mean())) < 4 * se + 1e-6, name
+
+
+def test_prior_term_is_the_gaussian_kl():
+    sched = NoiseSchedule("linear", -13.3, 5.0, 16.0, 8, rngs=nnx.Rngs(0))
+    z = jnp.array([[1.5, -0.5]])
+    _, prior = diffusion_terms(sched, _fixed_eps_fn, z, jax.random.key(0), "unit", 0.0)
+    a2, s2 = 1 / (1 + np.exp(5.0)), 1 / (1 + np.exp(-5.0))
+    # KL(N(α₁ z, σ₁²) ‖ N(0, 1)) per dim, averaged
+    expected = np.mean(0.5 * (a2 * np.array([1.5, -0.5]) ** 2 + s2 - np.log(s2) - 1))
+    assert float(prior[0]) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def truth_vectors(tiny_file):
+    opts = config.small()
+    raw = raw_arrays(read_events(tiny_file, require_truth=True), opts.data)
+    norm = Normalizer.fit(raw, opts.data)
+    return raw, norm
+
+
+def test_consistency_is_zero_on_truth_and_exact_under_a_shift(truth_vectors):
+    raw, norm = truth_vectors
+    dims = Dims.from_normalizer(norm)
+    x = jnp.asarray(norm.partons(raw.x[:500]))
+    cons, match = consistency_terms(x, x, dims)
+    assert float(cons.max()) < 1e-3 and float(match.max()) == 0.0
+    # shift the stated W_had mass (object 7, feature 4) by δ: the term is ((m+δ)² − m_d²)²/σ²/5
+    delta = 3.0
+    f = raw.x[:500].reshape(-1, 11, 5).copy()
+    f[:, 7, 4] += delta
+    x_shift = jnp.asarray(norm.partons(f.reshape(-1, 55)))
+    cons, _ = consistency_terms(x_shift, x, dims)
+    m_d = physics.daughter_masses(raw.x[:500].reshape(-1, 11, 5).astype(np.float64))[:, 1]
+    expected = ((f[:, 7, 4].astype(np.float64) ** 2 - m_d**2) / norm.mass_sq_std[1]) ** 2 / 5
+    np.testing.assert_allclose(np.asarray(cons), expected, rtol=2e-3, atol=1e-4)
+
+
+def test_detector_encoder_is_permutation_invariant_and_ignores_padding():
+    enc = DetectorEncoder(6, 3, 16, 8, num_layers=2, num_heads=2, expansion=2, rngs=nnx.Rngs(0))
+    perturb(enc, 0.2)
+    key = jax.random.key(1)
+    objects = jax.random.normal(key, (4, 7, 6))
+    mask = jnp.arange(7)[None, :] < jnp.array([4, 5, 6, 7])[:, None]
+    met = jax.random.normal(jax.random.key(2), (4, 3))
+    graphdef, params = nnx.split(enc)
+    run = jax.jit(lambda o, m: nnx.merge(graphdef, params)(o, m, met))
+    c = run(objects, mask)
+    perm = jnp.array([2, 0, 3, 1, 4, 5, 6])  # only real objects of every event move
+    np.testing.assert_allclose(run(objects[:, perm], mask[:, perm]), c, atol=1e-5)
+    garbage = jnp.where(mask[..., None], objects, 1e3)
+    np.testing.assert_allclose(run(garbage, mask), c, atol=1e-5)
+    assert float(jnp.abs(run(objects * 1.1, mask) - c).max()) > 1e-3  # and it does look at the objects

@@ -1,0 +1,13 @@
+#!/usr/bin/env python3
+"""The original code's calling convention, kept working: ``train_lvd.py OPTIONS TRAINING_FILE [-c CKPT] [-s N] [-n NAME] [-w W.npy]``.
+
+Equivalent to ``lvd train OPTIONS TRAINING_FILE ...``; TRAINING_FILE may be an lvd .h5 or an original-layout .npz.
+"""
+
+import sys
+
+from lvd.cli.main import main
+
+if __name__ == "__main__":
+    sys.argv = ["lvd", "train", *sys.argv[1:]]
+    main()
