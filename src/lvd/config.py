@@ -97,6 +97,11 @@ class LossOptions:
     vae_prior: float = 0.0  # KL(q(z | x) ‖ N(0, I)); also the CVAE's KL weight
     mass_match: float = 0.0  # ‖m²_daughters(x̂) − m²_daughters(x)‖²
     schedule_variance: bool = True  # train the shape of γ on the batch variance of the diffusion loss
+    # The consistency and mass-match weights are 0 until consistency_start, then ramp up linearly over
+    # consistency_warmup steps. Their gradients are orders of magnitude larger than the reconstruction's until
+    # the decoder reconstructs well (masses are very sensitive to the energies), and would hold it back.
+    consistency_start: int = 0
+    consistency_warmup: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,7 @@ def small() -> Options:
         model=dataclasses.replace(o.model, hidden=64, detector_layers=3, encoder_layers=3, decoder_layers=3,
                                   denoiser_layers=4, flow_blocks=8, flow_hidden=128),
         schedule=dataclasses.replace(o.schedule, hidden=128),
+        loss=dataclasses.replace(o.loss, consistency=0.01, consistency_start=1000, consistency_warmup=1000),
         train=dataclasses.replace(o.train, batch_size=512, steps=7_000, learning_rate=1e-3,
                                   schedule_learning_rate=1e-3, warmup_steps=500, validate_every=1000,
                                   checkpoint_every=1000, log_every=25),

@@ -18,6 +18,18 @@ app.add_typer(generate_app, name="generate")
 app.add_typer(convert_app, name="convert")
 
 
+@app.callback()
+def _global_options(
+    coordinator: Annotated[str | None, typer.Option(help="Multi-process: address HOST:PORT of process 0's coordinator.")] = None,
+    num_processes: Annotated[int | None, typer.Option(help="Multi-process: number of processes.")] = None,
+    process_id: Annotated[int | None, typer.Option(help="Multi-process: this process's index.")] = None,
+) -> None:
+    """Start JAX's distributed runtime when launched as one of several processes (explicit, Slurm or Open MPI)."""
+    from lvd import distributed
+
+    distributed.initialize(coordinator, num_processes, process_id)
+
+
 def parse_shard(shard: str | None) -> tuple[int, int]:
     """``"k/n"`` -> ``(k, n)`` with ``0 <= k < n``; None -> ``(0, 1)``."""
     if shard is None:
@@ -182,6 +194,116 @@ def unfold_cmd(
     dt = __import__("time").time() - t0
     console.print(f"wrote {out}: {attrs['samples_per_event']} samples per event with {attrs['sampler']} "
                   f"({attrs['sampler_steps']} steps) from {attrs['checkpoint']} in {dt:.1f} s")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    unfolded: Annotated[Path, typer.Argument(help="Output of lvd unfold.")],
+    truth: Annotated[Path | None, typer.Option("--truth", "-t", help="File with the parton-level truth (default: the unfolded file's own TRUTH).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default: <unfolded>_report).")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap replicas for the uncertainties.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and the classifier test.")] = 0,
+    plots: Annotated[bool, typer.Option(help="Write PNG/PDF plots.")] = True,
+) -> None:
+    """Distances, calibration, classifier test, plots and a report for unfolded samples."""
+    from lvd.cli.progress import console
+    from lvd.evaluation.report import evaluate
+
+    if bootstrap < 0:
+        raise LvdError(f"--bootstrap {bootstrap}: must be >= 0")
+    out = out or unfolded.with_name(unfolded.stem + "_report")
+    with console.status("evaluating") as status:
+        result = evaluate(unfolded, out, truth, n_boot=bootstrap, seed=seed, plots=plots,
+                          on_progress=lambda s: status.update(f"evaluating: {s}"))
+    print_headline(result)
+    console.print(f"report: {out / 'report.md'} (metrics.json, metrics.csv, plots/)")
+
+
+def print_headline(result) -> None:
+    from rich.table import Table
+
+    from lvd.cli.progress import console
+    from lvd.evaluation.report import KEY_OBSERVABLES
+
+    t = Table(title="unfolded vs truth", title_justify="left")
+    for col in ("observable", "W1 unfolded", "W1 naive", "peak (truth)", "cov. 68%"):
+        t.add_column(col, justify="left" if col == "observable" else "right")
+    for n in KEY_OBSERVABLES:
+        e = result["observables"][n]
+        d = e["distances"]
+        cal = e.get("calibration", {}).get("coverage_68")
+        t.add_row(e["label"], f"{d['unfolded']['wasserstein']['value']:.3g}",
+                  f"{d['naive']['wasserstein']['value']:.3g}" if "naive" in d else "–",
+                  f"{e['peak']['unfolded']:.2f} ({e['peak']['truth']:.2f})" if "peak" in e else "–",
+                  f"{cal['coverage']:.3f}/{cal['nominal']:.3f}" if cal else "–")
+    console.print(t)
+    c = result["c2st"]
+    console.print(f"classifier two-sample test AUC {c['auc']:.3f} ± {c['error']:.3f} (0.5 is perfect)")
+
+
+@app.command("compare")
+def compare_cmd(
+    reports: Annotated[list[Path], typer.Argument(help="Report folders written by lvd evaluate.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("comparison"),
+) -> None:
+    """Several models' metrics side by side (best per row marked) and overlay plots."""
+    from lvd.cli.progress import console
+    from lvd.evaluation.compare import compare
+
+    path = compare(reports, out)
+    console.print(path.read_text())
+    console.print(f"written: {path}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for data, run, unfolded samples and report.")] = Path("lvd-demo"),
+    quick: Annotated[bool, typer.Option(help="A few-minute version (tiny data and model) used by the tests.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of everything.")] = 0,
+) -> None:
+    """Generate toy data, train a small LVD, unfold held-out events, evaluate: the whole chain on this machine."""
+    from lvd.cli.demo import run_demo
+
+    run_demo(out, quick=quick, seed=seed)
+
+
+@app.command("bench")
+def bench_cmd(
+    options: Annotated[str, typer.Argument(help="Options .yaml or packaged name (small, train, ...).")] = "small",
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. train.batch_size=4096.")] = None,
+    steps: Annotated[int, typer.Option(help="Timed train steps.")] = 20,
+    sampler: Annotated[list[str] | None, typer.Option(help="SAMPLER:STEPS to time (repeatable); default dpm++:20.")] = None,
+    events: Annotated[int, typer.Option(help="Toy events to generate (0: automatic).")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON.")] = None,
+) -> None:
+    """Train-step and unfolding speed, FLOP rate against this machine's matmul rate, peak memory."""
+    import dataclasses
+    import json
+
+    from rich.table import Table
+
+    from lvd import benchmark, config
+    from lvd.cli.progress import console
+
+    opts = config.load_options(options, overrides or [])
+    samplers = []
+    for item in sampler or ["dpm++:20"]:
+        name, _, n = item.partition(":")
+        if not n.isdigit():
+            raise LvdError(f"--sampler {item!r}: expected SAMPLER:STEPS, e.g. dpm++:20")
+        samplers.append((name, int(n)))
+    with console.status("benchmarking") as status:
+        r = benchmark.run(opts, options, n_events=events, train_steps=steps, samplers=tuple(samplers),
+                          say=lambda s: status.update(f"benchmarking: {s}"))
+    t = Table(title="lvd bench", title_justify="left")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    for k, v in r.table():
+        t.add_row(k, v)
+    console.print(t)
+    if json_out is not None:
+        json_out.write_text(json.dumps(dataclasses.asdict(r), indent=1))
+        console.print(f"written: {json_out}")
 
 
 def _split(s: str | None) -> list[str] | None:

@@ -4,6 +4,10 @@ The arrays stay in host memory; a batch is gathered by index (a copy of the batc
 ``NamedSharding(mesh, P('data'))``, so each device receives its slice. The order of epoch e is the
 permutation drawn from ``(seed, e)``: the batch of any step is a function of the step alone, which makes
 resuming exact without storing any loader state.
+
+With several processes each holds only its own events and contributes ``batch_size / process_count`` of
+every global batch (``jax.make_array_from_process_local_data``); its permutation is drawn from
+``(seed, process, e)``.
 """
 
 from __future__ import annotations
@@ -38,10 +42,12 @@ class Loader:
     """Batches of ``batch_size`` events from ``arrays[indices]``; the last partial batch is padded with weight 0."""
 
     def __init__(self, arrays: Arrays, indices: np.ndarray, batch_size: int, seed: int, mesh: Mesh):
-        n_dev = mesh.devices.size
-        if batch_size % n_dev:
+        n_dev, n_proc = mesh.devices.size, jax.process_count()
+        if batch_size % n_dev or batch_size % n_proc:
             raise DataError(f"batch size {batch_size} is not divisible by the {n_dev} devices of the mesh")
-        self.arrays, self.indices, self.batch_size, self.seed, self.mesh = arrays, indices, batch_size, seed, mesh
+        self.arrays, self.indices, self.global_batch, self.seed, self.mesh = arrays, indices, batch_size, seed, mesh
+        self.batch_size = batch_size // n_proc  # this process's share of every batch
+        self.process = jax.process_index()
         self.sharding = NamedSharding(mesh, P("data"))
 
     @property
@@ -50,7 +56,8 @@ class Loader:
 
     @functools.lru_cache(maxsize=2)  # noqa: B019  (one loader per run; two epochs around a boundary)
     def _order(self, epoch: int) -> np.ndarray:
-        return self.indices[np.random.default_rng([self.seed, epoch]).permutation(len(self.indices))]
+        key = [self.seed, epoch] if jax.process_count() == 1 else [self.seed, self.process, epoch]
+        return self.indices[np.random.default_rng(key).permutation(len(self.indices))]
 
     def position(self, step: int) -> tuple[int, int]:
         """``(epoch, batch within epoch)`` of a training step."""
@@ -62,21 +69,39 @@ class Loader:
         epoch, i = self.position(step)
         return self.place(self._order(epoch)[i * self.batch_size:(i + 1) * self.batch_size])
 
-    def place(self, idx: np.ndarray) -> Batch:
+    def place(self, idx: np.ndarray, weight_scale: float = 1.0) -> Batch:
         """Gather events ``idx`` (padding to a full batch with zero-weight copies) and shard them."""
         n = len(idx)
-        weight = self.arrays.weight[idx]
+        weight = self.arrays.weight[idx] * np.float32(weight_scale)
         if n < self.batch_size:
             idx = np.concatenate([idx, np.full(self.batch_size - n, idx[0])])
             weight = np.concatenate([weight, np.zeros(self.batch_size - n, weight.dtype)])
         a = self.arrays
         host = Batch(x=None if a.x is None else a.x[idx], objects=a.objects[idx], mask=a.mask[idx],
                      met=a.met[idx], weight=weight)
-        return jax.tree.map(lambda v: jax.device_put(v, self.sharding), host)
+        return jax.tree.map(self._global, host)
+
+    def _global(self, local: np.ndarray) -> jax.Array:
+        shape = (self.global_batch, *local.shape[1:])
+        return jax.make_array_from_process_local_data(self.sharding, local, shape)
 
     def sequential(self, max_batches: int = 0) -> Iterator[Batch]:
-        """Every event once, in order (validation); at most ``max_batches`` batches when > 0."""
-        for k, start in enumerate(range(0, len(self.indices), self.batch_size)):
-            if max_batches and k >= max_batches:
-                return
-            yield self.place(self.indices[start:start + self.batch_size])
+        """Every event once, in order (validation); at most ``max_batches`` batches when > 0.
+
+        Every process yields the same number of batches (those that run out pad with zero-weight events).
+        """
+        n_batches = -(-len(self.indices) // self.batch_size)
+        if jax.process_count() > 1:
+            n_batches = _max_over_processes(n_batches)
+        if max_batches:
+            n_batches = min(n_batches, max_batches)
+        for k in range(n_batches):
+            idx = self.indices[k * self.batch_size:(k + 1) * self.batch_size]
+            # a process that has run out contributes zero-weight events (any event will do)
+            yield self.place(idx) if len(idx) else self.place(np.zeros(1, int), weight_scale=0.0)
+
+
+def _max_over_processes(n: int) -> int:
+    from jax.experimental import multihost_utils
+
+    return int(np.max(multihost_utils.process_allgather(np.array([n]))))

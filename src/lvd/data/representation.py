@@ -106,11 +106,6 @@ def raw_arrays(data: EventData, opts: DataOptions, with_truth: bool = True) -> A
     return Arrays(x=x, objects=objects, mask=mask, met=met, weight=data.event_weights().astype(np.float32))
 
 
-def _std(x: np.ndarray, axis=0) -> np.ndarray:
-    s = x.std(axis=axis)
-    return np.where(s < 1e-6, 1.0, s)
-
-
 @dataclass(frozen=True)
 class Normalizer:
     """Training statistics (float32 arrays) and the feature lists they belong to."""
@@ -127,15 +122,25 @@ class Normalizer:
     met_features: tuple[str, ...]
 
     @classmethod
-    def fit(cls, raw: Arrays, opts: DataOptions) -> Normalizer:
-        """Statistics of raw training arrays (detector objects over real entries only)."""
+    def fit(cls, raw: Arrays, opts: DataOptions, allsum=None) -> Normalizer:
+        """Statistics of raw training arrays (detector objects over real entries only).
+
+        ``allsum`` sums host arrays over processes (multi-process runs, each holding a slice of the events), so
+        every process ends up with the statistics of all the events; None for a single process.
+        """
+        allsum = allsum or (lambda a: a)
         p = raw.x.astype(np.float64)
         real = raw.objects[raw.mask].astype(np.float64)
         m2 = p.reshape(-1, N_PARTONS, N_PARTON_FEATURES)[:, len(physics.DECAY_PRODUCTS):, 4] ** 2
-        f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
         met = raw.met.astype(np.float64)
-        return cls(f32(p.mean(0)), f32(_std(p)), f32(real.mean(0)), f32(_std(real)), f32(met.mean(0)),
-                   f32(_std(met)), f32(m2.mean(0)), f32(_std(m2)),
+
+        def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            n, s1, s2 = allsum(np.float64(len(x))), allsum(x.sum(0)), allsum((x**2).sum(0))
+            mean = s1 / n
+            std = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
+            return mean.astype(np.float32), np.where(std < 1e-6, 1.0, std).astype(np.float32)
+
+        return cls(*moments(p), *moments(real), *moments(met), *moments(m2),
                    tuple(object_feature_names(opts)), tuple(met_feature_names(opts)))
 
     def check(self, opts: DataOptions) -> None:

@@ -309,11 +309,25 @@ def write_events(path: str | os.PathLike, data: EventData, layout: FileLayout = 
 # --- reading ----------------------------------------------------------------------------------
 
 def read_events(path: str | os.PathLike, layout: FileLayout = DEFAULT_LAYOUT, *,
-                require_truth: bool = False, read_truth: bool = True) -> EventData:
-    """Read and validate an event file; every problem raises :class:`DataError` naming file, dataset and event."""
+                require_truth: bool = False, read_truth: bool = True, rows: slice | None = None) -> EventData:
+    """Read and validate an event file; every problem raises :class:`DataError` naming file, dataset and event.
+
+    ``rows`` reads only a contiguous range of events (one process's share of a multi-process run);
+    event numbers in error messages stay those of the file.
+    """
     path = Path(path)
     with open_h5(path) as f:
-        return _Reader(f, path, layout).read(require_truth=require_truth, read_truth=read_truth)
+        return _Reader(f, path, layout, rows).read(require_truth=require_truth, read_truth=read_truth)
+
+
+def count_events(path: str | os.PathLike, layout: FileLayout = DEFAULT_LAYOUT) -> int:
+    """Number of events, from the mask's shape (nothing else is read)."""
+    path = Path(path)
+    with open_h5(path) as f:
+        name = f"{layout.source_group}/{layout.mask_name}"
+        if name not in f:
+            raise DataError(f"{path}: missing dataset {name}")
+        return int(f[name].shape[0])
 
 
 @contextlib.contextmanager
@@ -362,8 +376,9 @@ def _h5_reason(e: Exception) -> str:
 
 
 class _Reader:
-    def __init__(self, f: h5py.File, path: Path, layout: FileLayout):
-        self.f, self.path, self.lay = f, path, layout
+    def __init__(self, f: h5py.File, path: Path, layout: FileLayout, rows: slice | None = None):
+        self.f, self.path, self.lay, self.rows = f, path, layout, rows
+        self.offset = 0 if rows is None else (rows.start or 0)
 
     def fail(self, msg: str) -> DataError:
         return DataError(f"{self.path}: {msg}")
@@ -375,13 +390,15 @@ class _Reader:
             raise self.fail(f"unknown lvd_format version {version!r} (this lvd reads {FORMAT_VERSION})")
         if len(f.keys()) == 0:
             raise self.fail("empty file (no groups or datasets)")
+        mask_obj = f.get(f"{lay.source_group}/{lay.mask_name}")
         mask = self.dataset(f"{lay.source_group}/{lay.mask_name}", kind="bool", ndim=2)
-        n, m = mask.shape
-        if n == 0:
+        n, m = mask_obj.shape
+        if mask.shape[0] == 0:
             raise self.fail(f"no events ({lay.source_group}/{lay.mask_name} has 0 rows)")
         no_object = ~mask.any(axis=1)
         if no_object.any():
-            raise self.fail(f"{lay.source_group}/{lay.mask_name}: event {int(np.argmax(no_object))} has no real object")
+            raise self.fail(f"{lay.source_group}/{lay.mask_name}: event {int(np.argmax(no_object)) + self.offset} "
+                            "has no real object")
         source = {k: self.dataset(f"{lay.source_group}/{k}", shape=(n, m), valid=mask)
                   for k in lay.source_features}
         met = {k: self.dataset(f"{lay.met_group}/{k}", shape=(n,)) for k in lay.met_features}
@@ -403,14 +420,14 @@ class _Reader:
         if lay.unfolded_group in f:
             unfolded = {}
             for p, grp in f[lay.unfolded_group].items():
-                unfolded[p] = {k: self.dataset(f"{lay.unfolded_group}/{p}/{k}", ndim=2, rows=n)
+                unfolded[p] = {k: self.dataset(f"{lay.unfolded_group}/{p}/{k}", ndim=2, n_rows=n)
                                for k in grp}
         attrs = {k: _from_attr(v) for k, v in f.attrs.items()}
         return EventData(source=source, mask=mask, met=met, truth=truth, weights=weights,
                          unfolded=unfolded, attrs=attrs)
 
     def dataset(self, name: str, *, kind: str = "float", shape: tuple[int, ...] | None = None,
-                ndim: int | None = None, rows: int | None = None,
+                ndim: int | None = None, n_rows: int | None = None,
                 valid: np.ndarray | None = None) -> np.ndarray:
         """Read one dataset, checking presence, dtype, shape and finiteness (in ``valid`` entries)."""
         obj = self.f.get(name)
@@ -430,10 +447,10 @@ class _Reader:
                             f"as in {self.lay.source_group}/{self.lay.mask_name}")
         if ndim is not None and obj.ndim != ndim:
             raise self.fail(f"dataset {name} has {obj.ndim} dimensions, expected {ndim}")
-        if rows is not None and obj.shape[0] != rows:
-            raise self.fail(f"dataset {name} has {obj.shape[0]} events, expected {rows}")
+        if n_rows is not None and obj.shape[0] != n_rows:
+            raise self.fail(f"dataset {name} has {obj.shape[0]} events, expected {n_rows}")
         try:
-            a = obj[()]
+            a = obj[()] if self.rows is None else obj[self.rows]
         except (OSError, RuntimeError) as e:
             raise self.fail(f"dataset {name} cannot be read (truncated file?): {_h5_reason(e)}") from None
         if kind == "float":
@@ -444,7 +461,7 @@ class _Reader:
             if bad.any():
                 where = np.argwhere(bad)[0]
                 obj_txt = f", object {where[1]}" if a.ndim > 1 else ""
-                raise self.fail(f"dataset {name} has NaN/inf at event {where[0]}{obj_txt}")
+                raise self.fail(f"dataset {name} has NaN/inf at event {where[0] + self.offset}{obj_txt}")
         return a
 
 

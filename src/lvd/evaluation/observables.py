@@ -23,10 +23,19 @@ OBSERVABLES: dict[str, tuple[str, str]] = {
 
 
 def decay_p4(particles: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
-    """Four-vectors ``[..., 6, 4]`` (float64) of the six decay products."""
-    return np.stack([physics.p4_from_ptetaphim(*(np.asarray(particles[p][k], np.float64)
-                                                 for k in ("pt", "eta", "phi", "mass")))
-                     for p in physics.DECAY_PRODUCTS], axis=-2)
+    """Four-vectors ``[..., 6, 4]`` (float64) of the six decay products.
+
+    Momenta from ``pt, eta, phi``; the energy is the stated ``energy`` where present (unfolded outputs: the
+    model's own E, as the consistency loss uses it), else from the mass (truth).
+    """
+    vectors = []
+    for p in physics.DECAY_PRODUCTS:
+        f = {k: np.asarray(v, np.float64) for k, v in particles[p].items()}
+        p4 = physics.p4_from_ptetaphim(f["pt"], f["eta"], f["phi"], f["mass"])
+        if "energy" in f:
+            p4[..., 3] = f["energy"]
+        vectors.append(p4)
+    return np.stack(vectors, axis=-2)
 
 
 def derived(particles: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

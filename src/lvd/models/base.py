@@ -63,12 +63,46 @@ class LossOutput:
 jax.tree_util.register_dataclass(LossOutput, data_fields=["total", "terms", "diffusion"], meta_fields=[])
 
 
+@dataclass(frozen=True)
+class LossScales:
+    """Weights of the loss terms at one training step (arrays inside ``jit``)."""
+
+    reconstruction: jax.Array
+    diffusion: jax.Array
+    prior: jax.Array
+    consistency: jax.Array
+    mass_match: jax.Array
+    vae_prior: jax.Array
+
+
+jax.tree_util.register_dataclass(LossScales, data_fields=list(LossScales.__dataclass_fields__), meta_fields=[])
+
+
+def loss_scales(loss, step: jax.Array | int | None = None) -> LossScales:
+    """The options' loss weights at a training step: consistency and mass-match are off before
+    ``loss.consistency_start`` and ramp up over ``loss.consistency_warmup`` steps (no ramp when ``step`` is None)."""
+    ramp = 1.0
+    if step is not None and (loss.consistency_start > 0 or loss.consistency_warmup > 0):
+        after = jnp.asarray(step, jnp.float32) - loss.consistency_start
+        ramp = jnp.clip((after + 1.0) / max(loss.consistency_warmup, 1), 0.0, 1.0)
+    f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+    return LossScales(f(loss.reconstruction), f(loss.diffusion), f(loss.prior), f(loss.consistency * ramp),
+                      f(loss.mass_match * ramp), f(loss.vae_prior))
+
+
 class UnfoldingModel(nnx.Module, abc.ABC):
-    """Shared interface: ``loss`` for training, ``sample`` for unfolding. Nothing else is model-specific."""
+    """Shared interface: ``loss`` for training, ``sample`` for unfolding. Nothing else is model-specific.
+
+    ``FROZEN`` names attributes whose parameters are not trained (they live in the train state's ``rest``),
+    e.g. the pre-trained VAE of the latent-diffusion baseline.
+    """
+
+    FROZEN: tuple[str, ...] = ()
 
     @abc.abstractmethod
-    def loss(self, batch: Batch, key: jax.Array) -> LossOutput:
-        """Per-event loss terms of a batch; ``key`` is the only source of randomness."""
+    def loss(self, batch: Batch, key: jax.Array, scales: LossScales | None = None) -> LossOutput:
+        """Per-event loss terms of a batch; ``key`` is the only source of randomness; ``scales`` weight the
+        terms (default: :func:`loss_scales` of the options, without ramps)."""
 
     @abc.abstractmethod
     def sample(self, objects: jax.Array, mask: jax.Array, met: jax.Array, keys: jax.Array,

@@ -7,7 +7,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lvd.config import Options
-from lvd.models.base import Batch, Dims, LossOutput, UnfoldingModel, consistency_terms
+from lvd.models.base import (
+    Batch,
+    Dims,
+    LossOutput,
+    LossScales,
+    UnfoldingModel,
+    consistency_terms,
+    loss_scales,
+)
 from lvd.models.denoiser import Denoiser
 from lvd.models.detector_encoder import DetectorEncoder
 from lvd.models.diffusion import diffusion_terms, sample_clean_latent
@@ -36,8 +44,9 @@ class LVD(UnfoldingModel):
     def _decode(self, z: jax.Array, c: jax.Array) -> jax.Array:
         return self.decoder(z, c if self.opts.model.conditional_decoder else None)
 
-    def loss(self, batch: Batch, key: jax.Array) -> LossOutput:
-        m, s, scale = self.opts.model, self.opts.schedule, self.opts.loss
+    def loss(self, batch: Batch, key: jax.Array, scales: LossScales | None = None) -> LossOutput:
+        m, s = self.opts.model, self.opts.schedule
+        scale = scales or loss_scales(self.opts.loss)
         k_z, k_0, k_diff = jax.random.split(key, 3)
         c = self.detector(batch.objects, batch.mask, batch.met)  # [B, H]
         mean, log_sigma = self.encoder(batch.x, c if m.conditional_encoder else None)  # [B, L] each

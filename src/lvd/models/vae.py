@@ -45,3 +45,10 @@ class Decoder(nnx.Module):
 def gaussian_kl(mean: jax.Array, log_sigma: jax.Array) -> jax.Array:
     """``KL(N(mean, σ²) ‖ N(0, 1))`` averaged over the last axis: ``[B, L] -> [B]``."""
     return 0.5 * jnp.mean(mean**2 + jnp.exp(2.0 * log_sigma) - 2.0 * log_sigma - 1.0, axis=-1)
+
+
+def gaussian_kl_between(mean_q: jax.Array, log_sigma_q: jax.Array, mean_p: jax.Array, log_sigma_p: jax.Array) -> jax.Array:
+    """``KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²))`` averaged over the last axis: ``[B, L] -> [B]``."""
+    var_ratio = jnp.exp(2.0 * (log_sigma_q - log_sigma_p))
+    return 0.5 * jnp.mean(var_ratio + ((mean_q - mean_p) / jnp.exp(log_sigma_p)) ** 2 - 1.0
+                          - 2.0 * (log_sigma_q - log_sigma_p), axis=-1)

@@ -27,7 +27,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import lvd
-from lvd import config, physics
+from lvd import config, distributed, physics
 from lvd.data.loader import make_mesh
 from lvd.data.representation import (
     N_PARTON_FEATURES,
@@ -156,15 +156,25 @@ def load(run_or_checkpoint: str | os.PathLike) -> Unfolder:
 def unfold_file(run_or_checkpoint: str | os.PathLike, data_path: str | os.PathLike, out_path: str | os.PathLike, *,
                 samples: int | None = None, sampler: str | None = None, steps: int | None = None,
                 spacing: str | None = None, batch_size: int | None = None, seed: int | None = None,
-                on_progress: Callable[[int], None] | None = None, unfolder: Unfolder | None = None) -> dict[str, Any]:
-    """Unfold every event of ``data_path`` into ``out_path`` (inputs, truth and weights copied; written atomically)."""
+                on_progress: Callable[[int], None] | None = None, unfolder: Unfolder | None = None,
+                rows: slice | None = None) -> dict[str, Any]:
+    """Unfold every event of ``data_path`` into ``out_path`` (inputs, truth and weights copied; written atomically).
+
+    ``rows`` unfolds only a range of events (their numbering, hence their random streams, stays the file's).
+    With several processes each unfolds its share on its own devices into a part file; process 0 then
+    merges the parts into ``out_path``.
+    """
+    if distributed.process_count() > 1:
+        return _unfold_file_multiprocess(run_or_checkpoint, data_path, out_path, samples=samples, sampler=sampler,
+                                         steps=steps, spacing=spacing, batch_size=batch_size, seed=seed,
+                                         on_progress=on_progress)
     u = unfolder or Unfolder.load(run_or_checkpoint)
     s = u.options.sample
     k = samples or s.samples
     sampler, steps = sampler or s.sampler, steps or s.steps
     if k <= 0 or steps <= 0:
         raise OptionsError("--samples and --steps must be positive")
-    data = read_events(data_path, u.layout)
+    data = read_events(data_path, u.layout, rows=rows)
     arrays = u.prepare(data)
     attrs = {**{a: v for a, v in data.attrs.items() if a not in ("n_events", "source_features", "met_features")},
              "unfolded_by": f"lvd {lvd.__version__}", "checkpoint": str(u.step_dir.absolute()),
@@ -179,5 +189,25 @@ def unfold_file(run_or_checkpoint: str | os.PathLike, data_path: str | os.PathLi
             writer.append(chunk)
 
         u.sample_arrays(arrays, k, sampler=sampler, steps=steps, spacing=spacing, seed=seed, batch_size=batch_size,
-                        on_batch=on_progress, on_result=write)
+                        first_event=0 if rows is None else (rows.start or 0), on_batch=on_progress, on_result=write)
+    return attrs
+
+
+def _unfold_file_multiprocess(run_or_checkpoint, data_path, out_path, **kw) -> dict[str, Any]:
+    from lvd.data.merge import merge_files
+    from lvd.data.schema import count_events
+
+    k, n = distributed.process_index(), distributed.process_count()
+    out_path = Path(out_path)
+    part = out_path.with_name(f"{out_path.stem}.part-{k}-of-{n}{out_path.suffix}")
+    u = Unfolder.load(run_or_checkpoint, mesh=make_mesh(jax.local_devices()))  # no cross-process traffic
+    rows = distributed.local_slice(count_events(data_path, u.layout))
+    attrs = unfold_file(run_or_checkpoint, data_path, part, unfolder=u, rows=rows, **kw)
+    distributed.barrier("unfold parts written")
+    if distributed.is_main():
+        parts = [out_path.with_name(f"{out_path.stem}.part-{i}-of-{n}{out_path.suffix}") for i in range(n)]
+        merge_files(out_path, parts)
+        for p in parts:
+            p.unlink()
+    distributed.barrier("unfold merged")
     return attrs

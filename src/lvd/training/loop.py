@@ -15,16 +15,17 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import lvd
-from lvd import config
+from lvd import config, distributed
 from lvd.config import Options
 from lvd.data import convert
 from lvd.data.loader import Loader, make_mesh, split_indices
 from lvd.data.representation import Normalizer, layout, raw_arrays
-from lvd.data.schema import EventData, read_events
+from lvd.data.schema import EventData, count_events, read_events
 from lvd.errors import CheckpointError, LvdError
 from lvd.models.base import Dims
 from lvd.models.registry import build_model
@@ -35,6 +36,9 @@ from lvd.training.step import make_eval_step, make_train_step
 # Options that may change when a run is resumed without making it a different run.
 RESUMABLE_CHANGES = ("name", "train.steps", "train.time_limit_minutes", "train.log_every", "train.validate_every",
                      "train.checkpoint_every", "train.validation_batches", "sample.")
+
+
+STOP_CODES = (None, "interrupt", "time limit")
 
 
 class TrainingError(LvdError):
@@ -60,18 +64,23 @@ def load_training_data(path: str | os.PathLike, opts: Options, weights: str | os
     raw representation is used, and the options are adjusted (and say so).
     """
     path = Path(path)
+    multi = distributed.process_count() > 1
     if path.suffix == ".npz":
         data = convert.read_original_npz(path, weights)
+        if multi:  # the .npz layout cannot be read in pieces: every process loads it and keeps its slice
+            data = data.take(distributed.local_slice(data.n_events))
         kinematic = all(k in data.source for k in ("pt", "eta", "phi", "mass")) and {"met", "phi"} <= set(data.met)
         opts = dataclasses.replace(opts, data=dataclasses.replace(
             opts.data, source_features=tuple(data.source), met_features=tuple(data.met),
             detector_representation="kinematic" if kinematic else "raw"))
     else:
-        data = read_events(path, layout(opts.data), require_truth=True)
+        n_total = count_events(path, layout(opts.data))
+        if opts.data.max_events:
+            n_total = min(n_total, opts.data.max_events)
+        rows = distributed.local_slice(n_total) if multi else slice(0, n_total)
+        data = read_events(path, layout(opts.data), require_truth=True, rows=rows)
         if weights is not None:
-            data.weights = convert._load_weights(Path(weights), data.n_events)
-    if opts.data.max_events:
-        data = data.take(slice(0, opts.data.max_events))
+            data.weights = convert._load_weights(Path(weights), n_total if not multi else count_events(path))[rows]
     w = data.event_weights()
     if not np.isfinite(w.sum()) or w.sum() <= 0:
         raise LvdError(f"{path}: the event weights sum to {w.sum()}; need a positive total")
@@ -79,13 +88,17 @@ def load_training_data(path: str | os.PathLike, opts: Options, weights: str | os
 
 
 def new_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:
-    """``runs_dir/name/version_K`` with K one past the highest existing version."""
+    """``runs_dir/name/version_K`` with K one past the highest existing version (chosen by process 0)."""
     base = Path(runs_dir) / name
-    base.mkdir(parents=True, exist_ok=True)
-    versions = [int(d.name.split("_")[-1]) for d in base.glob("version_*") if d.name.split("_")[-1].isdigit()]
-    run = base / f"version_{max(versions, default=-1) + 1}"
-    run.mkdir()
-    return run
+    version = -1
+    if distributed.is_main():
+        base.mkdir(parents=True, exist_ok=True)
+        versions = [int(d.name.split("_")[-1]) for d in base.glob("version_*") if d.name.split("_")[-1].isdigit()]
+        version = max(versions, default=-1) + 1
+        (base / f"version_{version}").mkdir()
+    version = int(distributed.broadcast(np.int32(version)))
+    distributed.barrier("run folder")
+    return base / f"version_{version}"
 
 
 def _resumable(stored: Options, opts: Options) -> bool:
@@ -164,12 +177,14 @@ def train(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.Pat
     its own folder and continues exactly: the next step equals the step the uninterrupted run would have
     taken. Otherwise its parameters (and EMA) initialise a new run (e.g. the fine-tuning stage).
     """
-    say = report or (lambda s: None)
+    say = report if (report is not None and distributed.is_main()) else (lambda s: None)
+    progress = progress and distributed.is_main()
+    allsum = distributed.allsum if distributed.process_count() > 1 else None
     data, opts = load_training_data(data_path, opts, weights)
     t = opts.train
     raw = raw_arrays(data, opts.data)
     train_idx, val_idx = split_indices(raw.n_events, opts.data.validation_fraction, t.seed)
-    mode, step_dir, meta = "new", None, None
+    mode, step_dir, meta, norm = "new", None, None, None
     if checkpoint is not None:
         step_dir = ckpt.resolve(checkpoint, prefer="latest")
         meta = ckpt.read_meta(step_dir)
@@ -179,8 +194,13 @@ def train(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.Pat
         mode = "resume" if _resumable(stored, opts) else "warm start"
         norm = Normalizer.from_dict(meta["normalizer"])
         norm.check(opts.data)
-    else:
-        norm = Normalizer.fit(raw.take(train_idx), opts.data)
+    vae = None
+    if opts.model.kind == "ldm" and mode == "new":
+        vae = _frozen_vae(opts)
+        norm = vae[0]  # the latents only mean something in the VAE's normalisation
+        norm.check(opts.data)
+    elif mode == "new":
+        norm = Normalizer.fit(raw.take(train_idx), opts.data, allsum)
     arrays = norm.apply(raw)
     del raw
 
@@ -198,19 +218,23 @@ def train(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.Pat
             loaded = ckpt.restore_state(step_dir, state, replicated)
             state = state.replace(main=loaded.main, sched=loaded.sched, rest=loaded.rest,
                                   ema_main=loaded.ema_main, ema_sched=loaded.ema_sched)
+        if vae is not None:
+            state = state.replace(rest=_with_vae(state.rest, vae[1], replicated))
         run_dir = new_run_dir(runs_dir, opts.name)
-    (run_dir / "options.yaml").write_text(config.to_yaml(opts))
-    say(f"{mode} run {run_dir} ({len(train_idx):,} training / {len(val_idx):,} validation events, "
-        f"{jax.device_count()} device(s))" + (f" from {step_dir}" if step_dir else ""))
+    if distributed.is_main():
+        (run_dir / "options.yaml").write_text(config.to_yaml(opts))
+    n_train, n_val = (int(x) for x in (allsum or (lambda a: a))(np.array([len(train_idx), len(val_idx)])))
+    say(f"{mode} run {run_dir} ({n_train:,} training / {n_val:,} validation events, {jax.device_count()} device(s)"
+        + (f" in {distributed.process_count()} processes" if allsum else "") + ")" + (f" from {step_dir}" if step_dir else ""))
 
     train_loader = Loader(arrays, train_idx, t.batch_size, t.seed, mesh)
-    val_loader = Loader(arrays, val_idx, t.batch_size, t.seed, mesh) if len(val_idx) else None
+    val_loader = Loader(arrays, val_idx, t.batch_size, t.seed, mesh) if n_val else None
     train_step, eval_step = make_train_step(graphdef, opts, mesh), make_eval_step(graphdef, opts, mesh)
-    writer, log = ckpt.CheckpointWriter(run_dir), MetricsLog(run_dir)
+    writer, log = ckpt.CheckpointWriter(run_dir), (MetricsLog(run_dir) if distributed.is_main() else _NoLog())
     best = float(meta.get("best_validation", math.inf)) if (meta and mode == "resume") else math.inf
     base_meta = {"lvd_version": lvd.__version__, "options": config.to_dict(opts), "normalizer": norm.to_dict(),
-                 "data_file": str(Path(data_path).absolute()), "n_train": int(len(train_idx)),
-                 "n_validation": int(len(val_idx)), "model": opts.model.kind}
+                 "data_file": str(Path(data_path).absolute()), "n_train": n_train,
+                 "n_validation": n_val, "model": opts.model.kind, "processes": distributed.process_count()}
 
     def meta_now(step: int, val: float) -> dict[str, Any]:
         epoch, batch = train_loader.position(step)
@@ -227,6 +251,7 @@ def train(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.Pat
         w = sums.pop("weight")
         return {k: v / w for k, v in sums.items()}
 
+    multi = distributed.process_count() > 1
     start = int(jax.device_get(state.step))
     history: list[dict[str, Any]] = []
     pending: list[dict] = []
@@ -252,6 +277,12 @@ def train(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.Pat
                 stop = "interrupt"
             elif t.time_limit_minutes and time.time() - t0 > 60 * t.time_limit_minutes:
                 stop = "time limit"
+            if multi:  # every process must stop at the same step: process 0 decides, at logging steps
+                decided = None
+                if step % t.log_every == 0 or step == t.steps:
+                    code = int(distributed.broadcast(np.int32(STOP_CODES.index(stop))))
+                    decided = STOP_CODES[code]
+                stop = decided
             if step % t.log_every == 0 or step == t.steps or stop:
                 now = time.time()
                 host = jax.device_get(pending)
@@ -289,6 +320,45 @@ def train(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.Pat
     log.close()
     return TrainResult(run_dir=run_dir, step=step, best_validation=best, latest=latest_path, best=best_path,
                        stopped_by=stopped_by, history=history)
+
+
+def _frozen_vae(opts: Options) -> tuple[Normalizer, dict]:
+    """Normaliser and (EMA) parameters of the stage-1 VAE run named by ``model.vae_checkpoint``."""
+    if not opts.model.vae_checkpoint:
+        raise CheckpointError("model.kind=ldm needs model.vae_checkpoint=RUN (a run trained with --model vae)")
+    step_dir = ckpt.resolve(opts.model.vae_checkpoint)
+    meta = ckpt.read_meta(step_dir)
+    vae_opts = config.from_dict(meta["options"])
+    if vae_opts.model.kind != "vae":
+        raise CheckpointError(f"{step_dir}: model.vae_checkpoint must be a --model vae run, not '{vae_opts.model.kind}'")
+    norm = Normalizer.from_dict(meta["normalizer"])
+    _, template = init_state(build_model(vae_opts, Dims.from_normalizer(norm)), vae_opts)
+    state = ckpt.restore_state(step_dir, template)
+    return norm, nnx.to_pure_dict(state.ema_main)
+
+
+def _with_vae(rest, vae_params: dict, sharding):
+    """``rest`` with its ``vae`` subtree replaced by the pre-trained parameters (shapes must agree)."""
+    pure = nnx.to_pure_dict(rest)
+    shapes_ok = jax.tree.structure(pure["vae"]) == jax.tree.structure(vae_params["vae"]) and all(
+        a.shape == b.shape for a, b in zip(jax.tree.leaves(pure["vae"]), jax.tree.leaves(vae_params["vae"]), strict=True))
+    if not shapes_ok:
+        raise CheckpointError("the VAE checkpoint's architecture differs from this LDM's model options "
+                              "(train both stages with the same model.hidden/latent_dim/encoder_layers/decoder_layers)")
+    pure["vae"] = jax.device_put(vae_params["vae"], sharding)
+    new = jax.tree.map(lambda x: x, rest)
+    nnx.replace_by_pure_dict(new, pure)
+    return new
+
+
+class _NoLog:
+    """Processes other than 0 write no logs."""
+
+    def write(self, *args) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class _null_bar:

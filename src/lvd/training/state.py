@@ -29,8 +29,14 @@ class TrainState:
 
 
 def split_model(model: UnfoldingModel) -> tuple[nnx.GraphDef, nnx.State, nnx.State, nnx.State]:
-    """``(graphdef, sched, main, rest)``; ``nnx.merge(graphdef, sched, main, rest)`` rebuilds the model."""
-    return nnx.split(model, ScheduleParam, nnx.Param, ...)
+    """``(graphdef, sched, main, rest)``; ``nnx.merge(graphdef, sched, main, rest)`` rebuilds the model.
+
+    Parameters under the model's ``FROZEN`` attributes go to ``rest`` (never optimised).
+    """
+    trainable = nnx.Param
+    if model.FROZEN:
+        trainable = nnx.All(nnx.Param, nnx.Not(nnx.Any(*(nnx.PathContains(f) for f in model.FROZEN))))
+    return nnx.split(model, ScheduleParam, trainable, ...)
 
 
 def learning_rate_schedule(peak: float, warmup: int, total: int, final_ratio: float) -> optax.Schedule:

@@ -12,7 +12,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lvd.config import Options
-from lvd.models.base import Batch
+from lvd.models.base import Batch, loss_scales
 from lvd.training.state import TrainState, optimizers
 
 VALIDATION_KEY_OFFSET = 1_000_003  # validation keys never coincide with a training step's
@@ -65,7 +65,7 @@ def make_train_step(graphdef: nnx.GraphDef, opts: Options, mesh=None
 
         def objective(main, sched):
             model = nnx.merge(graphdef, sched, main, state.rest)
-            out = model.loss(batch, key)
+            out = model.loss(batch, key, loss_scales(opts.loss, state.step))
             total = _weighted(w, out.total)
             variance = jnp.var(out.diffusion) if out.diffusion is not None else jnp.zeros(())
             return (total, variance), (out, _metrics(model, out, w, total))
