@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -184,14 +185,19 @@ def unfold_cmd(
     for name, v in (("--samples", samples), ("--steps", steps), ("--batch", batch)):
         if v is not None and v <= 0:
             raise LvdError(f"{name} {v}: must be positive")
-    u = Unfolder.load(run)
+    from lvd import distributed
+
+    multi = distributed.process_count() > 1
+    u = None if multi else Unfolder.load(run)  # with several processes each loads its own (local devices)
     with open_h5(data) as f:
-        n = int(f[u.layout.source_group][u.layout.mask_name].shape[0]) if u.layout.source_group in f else None
-    t0 = __import__("time").time()
-    with progress_bar(n, f"unfold ({u.options.model.kind})") as advance:
+        n = int(f["INPUTS/Source/MASK"].shape[0]) if "INPUTS/Source/MASK" in f else None
+    t0 = time.time()
+    with progress_bar(n if not multi else None, f"unfold ({u.options.model.kind if u else 'process'})") as advance:
         attrs = unfold_file(run, data, out, samples=samples, sampler=sampler, steps=steps, spacing=spacing,
                             batch_size=batch, seed=seed, on_progress=advance, unfolder=u)
-    dt = __import__("time").time() - t0
+    dt = time.time() - t0
+    if not distributed.is_main():
+        return
     console.print(f"wrote {out}: {attrs['samples_per_event']} samples per event with {attrs['sampler']} "
                   f"({attrs['sampler_steps']} steps) from {attrs['checkpoint']} in {dt:.1f} s")
 
@@ -203,7 +209,8 @@ def evaluate_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default: <unfolded>_report).")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicas for the uncertainties.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and the classifier test.")] = 0,
-    plots: Annotated[bool, typer.Option(help="Write PNG/PDF plots.")] = True,
+    plots: Annotated[str, typer.Option(help="PNG/PDF plots: all, key (headline observables only) or none.")] = "all",
+    c2st_steps: Annotated[int, typer.Option(help="Training steps of the classifier two-sample test.")] = 1500,
 ) -> None:
     """Distances, calibration, classifier test, plots and a report for unfolded samples."""
     from lvd.cli.progress import console
@@ -211,9 +218,13 @@ def evaluate_cmd(
 
     if bootstrap < 0:
         raise LvdError(f"--bootstrap {bootstrap}: must be >= 0")
+    if plots not in ("all", "key", "none"):
+        raise LvdError(f"--plots {plots}: expected all, key or none")
+    if c2st_steps <= 0:
+        raise LvdError(f"--c2st-steps {c2st_steps}: must be positive")
     out = out or unfolded.with_name(unfolded.stem + "_report")
     with console.status("evaluating") as status:
-        result = evaluate(unfolded, out, truth, n_boot=bootstrap, seed=seed, plots=plots,
+        result = evaluate(unfolded, out, truth, n_boot=bootstrap, seed=seed, plots=plots, c2st_steps=c2st_steps,
                           on_progress=lambda s: status.update(f"evaluating: {s}"))
     print_headline(result)
     console.print(f"report: {out / 'report.md'} (metrics.json, metrics.csv, plots/)")

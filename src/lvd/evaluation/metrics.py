@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from scipy.special import rel_entr
 
 Distance = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]
 
@@ -51,26 +52,19 @@ def histogram(x, w, edges) -> np.ndarray:
 
 
 def kl_divergence(p: np.ndarray, q: np.ndarray, eps: float = 1e-10) -> float:
-    """``KL(p ‖ q) = Σ p log(p/q)`` of two normalised histograms (empty bins regularised by ``eps``)."""
-    p, q = p + eps, q + eps
+    """``KL(p ‖ q) = Σ p log(p/q)`` of two normalised histograms (empty bins regularised by ``eps``;
+    with ``eps=0`` a bin with p = 0 contributes 0 and one with p > 0 = q gives +inf)."""
+    p, q = np.asarray(p, np.float64) + eps, np.asarray(q, np.float64) + eps
     p, q = p / p.sum(), q / q.sum()
-    return float(np.sum(p * np.log(p / q)))
+    return float(np.sum(rel_entr(p, q)))
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen–Shannon divergence (natural log; 0 for equal, ln 2 for disjoint histograms)."""
+    """Jensen–Shannon divergence (natural log; 0 for equal, ln 2 for disjoint histograms). Always finite:
+    the mixture m is positive wherever p or q is."""
+    p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
     m = 0.5 * (p + q)
-    return 0.5 * kl_divergence(p, m, 0.0) + 0.5 * kl_divergence(q, m, 0.0) if np.all(m > 0) else _js_sparse(p, q)
-
-
-def _js_sparse(p, q):
-    m = 0.5 * (p + q)
-    keep = m > 0
-    p, q, m = p[keep], q[keep], m[keep]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.where(p > 0, p * np.log(p / m), 0.0).sum()
-        b = np.where(q > 0, q * np.log(q / m), 0.0).sum()
-    return float(0.5 * (a + b))
+    return float(0.5 * np.sum(rel_entr(p, m)) + 0.5 * np.sum(rel_entr(q, m)))
 
 
 def binned(fn, edges) -> Distance:

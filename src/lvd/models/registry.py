@@ -20,10 +20,16 @@ def model_classes() -> dict[str, type[UnfoldingModel]]:
     return classes | BASELINES
 
 
-def build_model(opts: Options, dims: Dims, seed: int | None = None) -> UnfoldingModel:
-    """A freshly initialised model of kind ``opts.model.kind``; parameters drawn from ``seed`` (default: train seed)."""
+def build_model(opts: Options, dims: Dims, seed: int | None = None, abstract: bool = False) -> UnfoldingModel:
+    """A freshly initialised model of kind ``opts.model.kind``; parameters drawn from ``seed`` (default: train seed).
+
+    The initialisation runs as one compiled program (eager initialisation compiles every parameter's random
+    draw separately, which costs seconds on a CPU). ``abstract=True`` gives shapes only (to restore into).
+    """
     classes = model_classes()
     kind = opts.model.kind
     if kind not in classes:
         raise OptionsError(f"model.kind {kind!r} is not available (available: {', '.join(sorted(classes))})")
-    return classes[kind](opts, dims, rngs=nnx.Rngs(opts.train.seed if seed is None else seed))
+    seed = opts.train.seed if seed is None else seed
+    create = lambda: classes[kind](opts, dims, rngs=nnx.Rngs(seed))  # noqa: E731
+    return nnx.eval_shape(create) if abstract else nnx.jit(create)()

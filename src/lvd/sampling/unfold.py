@@ -70,10 +70,9 @@ class Unfolder:
         self.options = config.from_dict(self.meta["options"])
         self.normalizer = Normalizer.from_dict(self.meta["normalizer"])
         self.mesh = mesh or make_mesh()
-        model = build_model(self.options, Dims.from_normalizer(self.normalizer))
-        graphdef, template = init_state(model, self.options)
-        replicated = NamedSharding(self.mesh, P())
-        state = ckpt.restore_state(step_dir, jax.device_put(template, replicated), replicated)
+        model = build_model(self.options, Dims.from_normalizer(self.normalizer), abstract=True)
+        graphdef, template = init_state(model, self.options, abstract=True)
+        state = ckpt.restore_state(step_dir, template, NamedSharding(self.mesh, P()))
         self.graphdef, self.params = graphdef, (state.ema_sched, state.ema_main, state.rest)
         self.step = int(jax.device_get(state.step))
 
@@ -164,11 +163,15 @@ def unfold_file(run_or_checkpoint: str | os.PathLike, data_path: str | os.PathLi
     With several processes each unfolds its share on its own devices into a part file; process 0 then
     merges the parts into ``out_path``.
     """
-    if distributed.process_count() > 1:
-        return _unfold_file_multiprocess(run_or_checkpoint, data_path, out_path, samples=samples, sampler=sampler,
-                                         steps=steps, spacing=spacing, batch_size=batch_size, seed=seed,
-                                         on_progress=on_progress)
-    u = unfolder or Unfolder.load(run_or_checkpoint)
+    kw = dict(samples=samples, sampler=sampler, steps=steps, spacing=spacing, batch_size=batch_size, seed=seed,
+              on_progress=on_progress)
+    if distributed.process_count() > 1 and rows is None:
+        return _unfold_file_multiprocess(run_or_checkpoint, data_path, out_path, **kw)
+    return _unfold_rows(unfolder or Unfolder.load(run_or_checkpoint), data_path, out_path, rows=rows, **kw)
+
+
+def _unfold_rows(u: Unfolder, data_path, out_path, *, samples, sampler, steps, spacing, batch_size, seed,
+                 on_progress, rows) -> dict[str, Any]:
     s = u.options.sample
     k = samples or s.samples
     sampler, steps = sampler or s.sampler, steps or s.steps
@@ -202,7 +205,7 @@ def _unfold_file_multiprocess(run_or_checkpoint, data_path, out_path, **kw) -> d
     part = out_path.with_name(f"{out_path.stem}.part-{k}-of-{n}{out_path.suffix}")
     u = Unfolder.load(run_or_checkpoint, mesh=make_mesh(jax.local_devices()))  # no cross-process traffic
     rows = distributed.local_slice(count_events(data_path, u.layout))
-    attrs = unfold_file(run_or_checkpoint, data_path, part, unfolder=u, rows=rows, **kw)
+    attrs = _unfold_rows(u, data_path, part, rows=rows, **kw)
     distributed.barrier("unfold parts written")
     if distributed.is_main():
         parts = [out_path.with_name(f"{out_path.stem}.part-{i}-of-{n}{out_path.suffix}") for i in range(n)]

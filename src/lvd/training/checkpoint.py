@@ -117,8 +117,20 @@ def read_meta(step_dir: Path) -> dict[str, Any]:
 
 
 def restore_state(step_dir: Path, template: TrainState, sharding=None) -> TrainState:
-    """Restore into the structure (and shardings) of ``template``; the arrays must match in shape and dtype."""
+    """Restore into the structure (and shardings) of ``template``; the arrays must match in shape and dtype.
+
+    ``template`` may be abstract (``jax.ShapeDtypeStruct`` leaves); without a sharding the arrays are
+    replicated over this process's devices.
+    """
     pure = to_pure(template)
+    if sharding is None and not all(isinstance(getattr(x, "sharding", None), jax.sharding.Sharding)
+                                    for x in jax.tree.leaves(pure)):
+        from jax.sharding import NamedSharding
+        from jax.sharding import PartitionSpec as P
+
+        from lvd.data.loader import make_mesh
+
+        sharding = NamedSharding(make_mesh(jax.local_devices()), P())
 
     def abstract(x):
         s = sharding if sharding is not None else getattr(x, "sharding", None)

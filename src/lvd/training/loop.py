@@ -205,15 +205,16 @@ def train(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.Pat
     del raw
 
     mesh = mesh or make_mesh()
-    model = build_model(opts, Dims.from_normalizer(norm))
-    graphdef, state = init_state(model, opts)
-    del model
     replicated = NamedSharding(mesh, P())
-    state = jax.device_put(state, replicated)
+    # a resumed run needs only shapes to restore into; a new one draws its initial parameters
+    model = build_model(opts, Dims.from_normalizer(norm), abstract=mode == "resume")
+    graphdef, state = init_state(model, opts, abstract=mode == "resume")
+    del model
     if mode == "resume":
         state = ckpt.restore_state(step_dir, state, replicated)
         run_dir = step_dir.parents[2]
     else:
+        state = jax.device_put(state, replicated)
         if mode == "warm start":
             loaded = ckpt.restore_state(step_dir, state, replicated)
             state = state.replace(main=loaded.main, sched=loaded.sched, rest=loaded.rest,
@@ -332,7 +333,7 @@ def _frozen_vae(opts: Options) -> tuple[Normalizer, dict]:
     if vae_opts.model.kind != "vae":
         raise CheckpointError(f"{step_dir}: model.vae_checkpoint must be a --model vae run, not '{vae_opts.model.kind}'")
     norm = Normalizer.from_dict(meta["normalizer"])
-    _, template = init_state(build_model(vae_opts, Dims.from_normalizer(norm)), vae_opts)
+    _, template = init_state(build_model(vae_opts, Dims.from_normalizer(norm), abstract=True), vae_opts, abstract=True)
     state = ckpt.restore_state(step_dir, template)
     return norm, nnx.to_pure_dict(state.ema_main)
 

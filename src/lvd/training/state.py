@@ -57,13 +57,19 @@ def optimizers(opts: Options) -> tuple[optax.GradientTransformation, optax.Gradi
     return make(t.learning_rate), make(t.schedule_learning_rate)
 
 
-def init_state(model: UnfoldingModel, opts: Options) -> tuple[nnx.GraphDef, TrainState]:
+def init_state(model: UnfoldingModel, opts: Options, abstract: bool = False) -> tuple[nnx.GraphDef, TrainState]:
+    """Graph definition and initial train state of ``model`` (shapes only with ``abstract``, e.g. to restore into)."""
     graphdef, sched, main, rest = split_model(model)
     tx_main, tx_sched = optimizers(opts)
-    copy = lambda s: jax.tree.map(jnp.array, s)  # noqa: E731  (EMA starts as a copy, not an alias)
-    state = TrainState(step=jnp.zeros((), jnp.int32), main=main, sched=sched, rest=rest,
-                       opt_main=tx_main.init(main), opt_sched=tx_sched.init(sched),
-                       ema_main=copy(main), ema_sched=copy(sched))
+
+    def make(main, sched, rest):
+        copy = lambda s: jax.tree.map(lambda x: x + 0, s)  # noqa: E731  (EMA starts as a copy, not an alias)
+        return TrainState(step=jnp.zeros((), jnp.int32), main=main, sched=sched, rest=rest,
+                          opt_main=tx_main.init(main), opt_sched=tx_sched.init(sched),
+                          ema_main=copy(main), ema_sched=copy(sched))
+
+    # one compiled program instead of an eager op (and a compilation) per parameter
+    state = jax.eval_shape(make, main, sched, rest) if abstract else jax.jit(make)(main, sched, rest)
     return graphdef, state
 
 

@@ -84,8 +84,9 @@ class CINN(UnfoldingModel):
         d = dims.parton_dim
         self.detector = DetectorEncoder(dims.object_features, dims.met_features, m.hidden, m.hidden,
                                         m.detector_layers, m.num_heads, m.expansion, rngs=rngs)
-        # permutations from the parameter seed: reproducible, and saved with the model
-        perm_rng = np.random.default_rng(int(jax.random.randint(rngs.params(), (), 0, 2**31 - 1)))
+        # permutations from the options' seed (a host RNG, so the model can be built inside jit): reproducible,
+        # and saved with the model
+        perm_rng = np.random.default_rng([opts.train.seed, 0xF10])
         self.perms = nnx.List([Permutation(jnp.asarray(perm_rng.permutation(d), jnp.int32)) for _ in range(m.flow_blocks)])
         self.couplings = nnx.List([AffineCoupling(d, m.hidden, m.flow_hidden, m.flow_layers, m.expansion, rngs=rngs)
                                    for _ in range(m.flow_blocks)])
