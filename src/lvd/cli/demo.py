@@ -23,12 +23,13 @@ class DemoPlan:
     sampler_steps: int
     bootstrap: int
     c2st_steps: int
+    plots: str = "all"
 
 
 FULL = DemoPlan(n_train=200_000, n_test=20_000, samples=8, sampler_steps=20, bootstrap=10, c2st_steps=1500,
                 overrides=("train.steps=2500", "loss.consistency_warmup=1000", "train.warmup_steps=300",
                            "train.validate_every=500", "train.checkpoint_every=500", "train.validation_batches=8"))
-QUICK = DemoPlan(n_train=3000, n_test=1000, samples=4, sampler_steps=10, bootstrap=2, c2st_steps=200,
+QUICK = DemoPlan(n_train=3000, n_test=1000, samples=4, sampler_steps=10, bootstrap=2, c2st_steps=200, plots="key",
                  overrides=("model.hidden=32", "model.num_heads=2", "model.detector_layers=1", "model.encoder_layers=1",
                             "model.decoder_layers=1", "model.denoiser_layers=2", "schedule.hidden=32",
                             "train.batch_size=128", "train.steps=60", "train.warmup_steps=10",
@@ -63,7 +64,7 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0) -> Path:
                     on_progress=advance)
     report_dir = out / "report"
     with console.status("evaluating") as status:
-        metrics = evaluate(unfolded, report_dir, n_boot=plan.bootstrap, seed=seed, c2st_steps=plan.c2st_steps,
+        metrics = evaluate(unfolded, report_dir, n_boot=plan.bootstrap, seed=seed, c2st_steps=plan.c2st_steps, plots=plan.plots,
                            on_progress=lambda s: status.update(f"evaluating: {s}"))
     print_headline(metrics)
     console.print(f"demo finished in {time.time() - t0:.0f} s; report: {report_dir / 'report.md'}")

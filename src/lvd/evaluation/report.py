@@ -79,9 +79,16 @@ def c2st_features(particles: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
 
 
 def evaluate(unfolded_path: str | os.PathLike, out_dir: str | os.PathLike, truth_path: str | os.PathLike | None = None,
-             n_boot: int = 20, seed: int = 0, plots: bool = True, c2st_steps: int = 1500,
+             n_boot: int = 20, seed: int = 0, plots: str | bool = "all", c2st_steps: int = 1500,
              on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Evaluate an ``lvd unfold`` output against the truth (its own TRUTH group, or ``truth_path``'s)."""
+    """Evaluate an ``lvd unfold`` output against the truth (its own TRUTH group, or ``truth_path``'s).
+
+    ``plots``: "all" (every observable), "key" (the headline observables, mass peaks, calibration, single
+    events) or "none".
+    """
+    plots = {True: "all", False: "none"}.get(plots, plots)
+    if plots not in ("all", "key", "none"):
+        raise ValueError(f"plots={plots!r}: expected all, key or none")
     say = on_progress or (lambda s: None)
     path = Path(unfolded_path)
     data = read_events(path, source_layout(path))
@@ -148,7 +155,7 @@ def evaluate(unfolded_path: str | os.PathLike, out_dir: str | os.PathLike, truth
             entry["peak"] = {"unfolded": peak_position(u, lo, hi, np.broadcast_to(w[:, None], u.shape)),
                              "truth": peak_position(t, lo, hi, w), "nominal": nominal}
         result["observables"][name] = entry
-        if plots and (name in KEY_OBSERVABLES or "_" in name):
+        if plots == "all" or (plots == "key" and name in KEY_OBSERVABLES):
             files[name] = _plot_distribution(out, name, label, unit, edges, hists, band)
     # physics consistency of what the model states (resonances it predicts explicitly)
     res = consistency_residuals(data.unfolded)
@@ -159,7 +166,7 @@ def evaluate(unfolded_path: str | os.PathLike, out_dir: str | os.PathLike, truth
     result["c2st"] = c2st(c2st_features(truth_data.truth), c2st_features({p: {f: v[:, 0] for f, v in d.items()}
                                                                           for p, d in data.unfolded.items()}),
                           w, w, seed=seed, steps=c2st_steps)
-    if plots:
+    if plots != "none":
         say("plots")
         from lvd.evaluation import plots as pl
 
