@@ -27,7 +27,7 @@ class DemoPlan:
 
 
 FULL = DemoPlan(n_train=200_000, n_test=20_000, samples=8, sampler_steps=20, bootstrap=10, c2st_steps=1500,
-                overrides=("train.steps=2500", "loss.consistency_warmup=1000", "train.warmup_steps=300",
+                overrides=("train.steps=2500", "loss.consistency_start=250", "loss.consistency_warmup=250", "train.warmup_steps=300",
                            "train.validate_every=500", "train.checkpoint_every=500", "train.validation_batches=8"))
 QUICK = DemoPlan(n_train=3000, n_test=1000, samples=4, sampler_steps=10, bootstrap=2, c2st_steps=200, plots="key",
                  overrides=("model.hidden=32", "model.num_heads=2", "model.detector_layers=1", "model.encoder_layers=1",

@@ -2,8 +2,10 @@
 
 For a calibrated posterior the truth is exchangeable with the K samples, so its rank (the number of samples
 below it, ties broken at random) is uniform on ``{0, …, K}``. Interval coverage is defined on ranks, which
-makes the nominal level exact for any K: the central interval of nominal level ``c`` is the set of
-``round(c·(K+1))`` middle ranks, covering the truth with probability ``len/(K+1)``.
+makes the nominal level exact for any K: the central interval of level ``c`` drops the same number of
+ranks at each end, at least ``(K+1)(1−c)/2`` and at least one, and covers the truth with probability
+``len/(K+1)`` ≤ c, the nominal level reported (all K+1 ranks would cover trivially: for K = 8 the
+"95 %" interval is ranks 1…7, nominal 7/9).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def truth_ranks(samples: np.ndarray, truth: np.ndarray, seed: int = 0) -> np.nda
 
 def central_ranks(k: int, level: float) -> tuple[int, int, float]:
     """``(lo, hi, nominal)``: ranks ``lo … hi`` form the central interval of ``level``; nominal = its exact level."""
-    n = int(np.clip(round(level * (k + 1)), 1, k + 1))
+    drop = max(1, int(np.ceil((k + 1) * (1.0 - level) / 2 - 1e-9)))  # ranks left out at each end
+    n = max(k + 1 - 2 * drop, 1)
     lo = (k + 1 - n) // 2
     return lo, lo + n - 1, n / (k + 1)
 
