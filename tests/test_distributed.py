@@ -11,27 +11,16 @@ import numpy as np
 import pytest
 
 from lvd.training import checkpoint as ckpt
-from lvd.training.loop import train
 
 HERE = Path(__file__).parent
 
 
 def _env(devices: int) -> dict:
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
     env["JAX_PLATFORMS"] = "cpu"
     env["JAX_COMPILATION_CACHE_DIR"] = str(HERE.parent / ".pytest_cache" / "jax")
     return env
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_file, tmp_path_factory):
-    from conftest import TINY
-
-    from lvd import config
-
-    opts = config.load_options(None, [*TINY, "train.steps=6"], defaults=config.small())
-    return train(opts, tiny_file, runs_dir=tmp_path_factory.mktemp("runs"), progress=False).run_dir
 
 
 def test_four_devices_equal_one(tiny_file, tiny_run):
@@ -43,7 +32,8 @@ def test_four_devices_equal_one(tiny_file, tiny_run):
     out = json.loads(next(line for line in r.stdout.splitlines() if line.startswith("RESULT "))[7:])
     assert out["batch_shards_1"] == 1 and out["batch_shards_4"] == 4
     np.testing.assert_allclose(out["losses_4"], out["losses_1"], rtol=1e-5)
-    assert out["param_max_rel_diff"] < 1e-4
+    assert out["grad_max_abs_diff_over_scale"] < 1e-5
+    assert out["param_max_abs_diff"] <= 2.5 * out["learning_rate"]
     assert out["unfold_max_abs_diff"] <= 1e-4 * max(out["unfold_scale"], 1.0)
 
 
@@ -53,21 +43,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_train_and_unfold_over_loopback(tiny_file, tiny_run, tmp_path):
+def _launch(port: int, i: int, *args: str) -> subprocess.Popen:
+    """Process ``i`` of two running ``lvd ARGS`` with one CPU device each, coordinated over loopback."""
+    cmd = [sys.executable, "-m", "lvd.cli.main", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+           "--process-id", str(i), *args]
+    return subprocess.Popen(cmd, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_train_over_loopback(tiny_file, tmp_path):
     from conftest import TINY
 
     port = _free_port()
     runs = tmp_path / "runs"
-
-    def launch(i: int, *args: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "lvd.cli.main", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-               "--process-id", str(i), *args]
-        return subprocess.Popen(cmd, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    procs = [launch(i, "train", "small", str(tiny_file), *TINY, "train.steps=3", "train.checkpoint_every=3",
+    procs = [_launch(port, i, "train", "small", str(tiny_file), *TINY, "train.steps=3", "train.checkpoint_every=3",
                     "train.validate_every=3", "--runs-dir", str(runs), "-n", "mp", "--quiet") for i in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (so, se) in zip(procs, outs, strict=True):
+    for p, (_, se) in zip(procs, outs, strict=True):
         assert p.returncode == 0, se[-3000:]
     versions = list((runs / "mp").glob("version_*"))
     assert len(versions) == 1, "both processes write into one run folder"
@@ -77,9 +68,14 @@ def test_two_processes_train_and_unfold_over_loopback(tiny_file, tiny_run, tmp_p
     from lvd.sampling.unfold import Unfolder
 
     assert Unfolder(step_dir).step == 3  # loadable in a single process
-    # unfolding with two processes gives one file, equal to the single-process result (per-event seeds)
+
+
+@pytest.mark.slow
+def test_two_processes_unfold_like_one(tiny_file, tiny_run, tmp_path):
+    """Unfolding with two processes gives one file, equal to the single-process result (per-event seeds)."""
+    port = _free_port()
     out2 = tmp_path / "u2.h5"
-    procs = [launch(i, "unfold", str(tiny_run), str(tiny_file), str(out2), "-k", "2", "--steps", "3",
+    procs = [_launch(port, i, "unfold", str(tiny_run), str(tiny_file), str(out2), "-k", "2", "--steps", "3",
                     "--sampler", "ancestral") for i in range(2)]
     for p in procs:
         _, se = p.communicate(timeout=600)

@@ -121,7 +121,8 @@ def test_evaluate_and_compare_end_to_end(tiny_file, tmp_path, run_cli):
                                     else np.repeat(v[:, None], k, 1)).astype(np.float32)
                                 for f, v in feats.items() if f != "pdgid"}
     write_events(tmp_path / "fake.h5", data)
-    code, out, err = run_cli("evaluate", tmp_path / "fake.h5", "-o", tmp_path / "rep", "--bootstrap", "3")
+    code, out, err = run_cli("evaluate", tmp_path / "fake.h5", "-o", tmp_path / "rep", "--bootstrap", "3",
+                             "--plots", "key", "--c2st-steps", "200")
     assert code == 0, err
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert m["schema"] == "lvd-metrics/1" and m["source"]["samples_per_event"] == k
@@ -130,6 +131,7 @@ def test_evaluate_and_compare_end_to_end(tiny_file, tmp_path, run_cli):
     assert abs(m["observables"]["m_W_lep"]["peak"]["unfolded"] - 80.4) < 3
     for f in ("metrics.csv", "report.md", "plots/mass_peaks.png", "plots/nu_pz.pdf", "plots/calibration.png"):
         assert (tmp_path / "rep" / f).exists(), f
+    assert not (tmp_path / "rep" / "plots" / "b_lep_eta.png").exists(), "--plots key: headline observables only"
     code, out, err = run_cli("compare", tmp_path / "rep", tmp_path / "rep", "-o", tmp_path / "cmp")
     assert code == 0, err
     assert "**" in (tmp_path / "cmp" / "compare.md").read_text()

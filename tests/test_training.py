@@ -1,6 +1,7 @@
 """Training: the variance gradient touches only γ's shape, exact resume, Ctrl-C, atomic and corrupted checkpoints."""
 
 import os
+import shutil
 import signal
 
 import jax
@@ -23,7 +24,9 @@ from lvd.training.step import make_train_step
 
 def _setup(opts, tiny_file):
     raw = raw_arrays(read_events(tiny_file, require_truth=True), opts.data)
-    norm = Normalizer.fit(raw, opts.data)
+    # normalised as the training loop does (on its training split), so the compiled step is the loop's
+    train_idx, _ = split_indices(raw.n_events, opts.data.validation_fraction, opts.train.seed)
+    norm = Normalizer.fit(raw.take(train_idx), opts.data)
     arrays = norm.apply(raw)
     graphdef, state = init_state(build_model(opts, Dims.from_normalizer(norm)), opts)
     loader = Loader(arrays, np.arange(arrays.n_events), opts.train.batch_size, 0, make_mesh())
@@ -36,7 +39,7 @@ def _leaves(tree):
 
 def test_variance_gradient_touches_only_the_schedule(tiny_options, tiny_file):
     """With and without the variance objective the main parameters take the same step; only γ's shape differs."""
-    on, off = tiny_options("train.warmup_steps=0"), tiny_options("train.warmup_steps=0", "loss.schedule_variance=false")
+    on, off = tiny_options(), tiny_options("loss.schedule_variance=false")
     graphdef, state, loader = _setup(on, tiny_file)
     batch = loader.train_batch(0)
     copy = lambda s: jax.tree.map(jnp.array, s)  # noqa: E731  (the step donates its input)
@@ -52,26 +55,26 @@ def test_variance_gradient_touches_only_the_schedule(tiny_options, tiny_file):
 
 
 def test_resume_continues_exactly(tiny_options, tiny_file, tmp_path):
-    """Train 20 steps in one go, or stop at 10 (Ctrl-C) and resume: the same loss at every step, the same parameters."""
-    full = tiny_options("train.steps=20", "train.log_every=1", "train.checkpoint_every=100", "train.validate_every=100")
+    """Train 10 steps in one go, or stop at 5 (Ctrl-C) and resume: the same loss at every step, the same parameters."""
+    full = tiny_options("train.log_every=1", "train.checkpoint_every=100", "train.validate_every=100")
     a = train(full, tiny_file, runs_dir=tmp_path / "a", progress=False)
 
-    def stop_at_10(step):
-        if step == 10:
+    def stop_at_5(step):
+        if step == 5:
             os.kill(os.getpid(), signal.SIGINT)
 
-    b1 = train(full, tiny_file, runs_dir=tmp_path / "b", progress=False, on_step=stop_at_10)
-    assert b1.stopped_by == "interrupt" and b1.step == 10
+    b1 = train(full, tiny_file, runs_dir=tmp_path / "b", progress=False, on_step=stop_at_5)
+    assert b1.stopped_by == "interrupt" and b1.step == 5
     b2 = train(full, tiny_file, runs_dir=tmp_path / "b", checkpoint=b1.run_dir, progress=False)
     assert b2.run_dir == b1.run_dir, "a resumed run continues in its own folder"
     loss_a = {h["step"]: h["loss"] for h in a.history if h["split"] == "train"}
     loss_b = {h["step"]: h["loss"] for h in b1.history + b2.history if h["split"] == "train"}
-    assert sorted(loss_b) == list(range(1, 21))
-    for step in range(1, 21):
+    assert sorted(loss_b) == list(range(1, 11))
+    for step in range(1, 11):
         assert loss_b[step] == pytest.approx(loss_a[step], rel=1e-5, abs=1e-6), step
     sa = ckpt.restore_state(ckpt.resolve(a.run_dir, "latest"), _template(full, tiny_file))
     sb = ckpt.restore_state(ckpt.resolve(b2.run_dir, "latest"), _template(full, tiny_file))
-    assert int(sa.step) == int(sb.step) == 20
+    assert int(sa.step) == int(sb.step) == 10
     for x, y in zip(_leaves(sa), _leaves(sb), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
@@ -81,7 +84,7 @@ def _template(opts, tiny_file):
 
 
 def test_ctrl_c_saves_and_resumes(tiny_options, tiny_file, tmp_path):
-    opts = tiny_options("train.steps=30", "train.checkpoint_every=100", "train.validate_every=100")
+    opts = tiny_options("train.checkpoint_every=100", "train.validate_every=100")
 
     def press_ctrl_c(step):
         if step == 4:
@@ -90,14 +93,13 @@ def test_ctrl_c_saves_and_resumes(tiny_options, tiny_file, tmp_path):
     r = train(opts, tiny_file, runs_dir=tmp_path, progress=False, on_step=press_ctrl_c)
     assert r.stopped_by == "interrupt" and r.step == 4
     assert r.latest is not None and r.latest.name == "4"
-    r2 = train(tiny_options("train.steps=6", "train.checkpoint_every=100", "train.validate_every=100"), tiny_file,
-               runs_dir=tmp_path, checkpoint=r.run_dir, progress=False)
-    assert r2.step == 6 and r2.run_dir == r.run_dir
+    r2 = train(opts, tiny_file, runs_dir=tmp_path, checkpoint=r.run_dir, progress=False)
+    assert r2.step == 10 and r2.run_dir == r.run_dir
 
 
 def test_crash_during_save_keeps_previous_checkpoint(tiny_options, tiny_file, tmp_path, monkeypatch):
     atomicity = pytest.importorskip("orbax.checkpoint._src.path.atomicity")
-    opts = tiny_options("train.steps=10", "train.checkpoint_every=5", "train.validate_every=100")
+    opts = tiny_options("train.checkpoint_every=5", "train.validate_every=100")
     original = atomicity.AtomicRenameTemporaryPath.finalize
 
     async def crash_at_step_10(self, *args, **kwargs):
@@ -116,10 +118,10 @@ def test_crash_during_save_keeps_previous_checkpoint(tiny_options, tiny_file, tm
     assert int(state.step) == 5
 
 
-def test_corrupted_checkpoint_is_a_clear_error(tiny_options, tiny_file, tmp_path, run_cli):
-    opts = tiny_options("train.steps=5", "train.checkpoint_every=5", "train.validate_every=100")
-    r = train(opts, tiny_file, runs_dir=tmp_path, progress=False)
-    step_dir = r.latest
+def test_corrupted_checkpoint_is_a_clear_error(tiny_options, tiny_file, tiny_run, tmp_path, run_cli):
+    opts = tiny_options()
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    step_dir = ckpt.resolve(run, "latest")
     for f in (step_dir / "state").rglob("*"):
         if f.is_file() and f.stat().st_size > 0:
             f.write_bytes(b"\0" * 7)
