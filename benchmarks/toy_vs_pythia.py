@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from lvd.data.schema import read_events
+from lvd.data.summary import summarize
 from lvd.evaluation.observables import derived
 
 
@@ -34,12 +35,9 @@ def truth_observables(path: str) -> tuple[dict[str, np.ndarray], object]:
 
 
 def multiplicities(d) -> tuple[dict[int, float], dict[int, float]]:
-    is_lep = sum(np.asarray(d.source[k]) > 0.5 for k in ("is_electron", "is_muon"))
-    jets = d.mask & ~is_lep
-    nj = jets.sum(1)
-    nb = (jets & (np.asarray(d.source["btag"]) > 0.5)).sum(1)
-    frac = lambda v: {int(k): float(np.mean(v == k)) for k in np.unique(v)}  # noqa: E731
-    return frac(nj), frac(nb)
+    s = summarize(d)  # the counts lvd inspect prints
+    frac = lambda counts: {int(k): v / d.n_events for k, v in counts.items() if v}  # noqa: E731
+    return frac(s["jet_multiplicity"]), frac(s["btag_multiplicity"])
 
 
 def main(toy_path: str, pythia_path: str) -> None:

@@ -174,7 +174,7 @@ def unfold_cmd(
 ) -> None:
     """Draw K parton-level samples for every event of a file."""
     from lvd.cli.progress import console, progress_bar
-    from lvd.data.schema import open_h5
+    from lvd.data.schema import count_events
     from lvd.sampling.samplers import SAMPLERS
     from lvd.sampling.unfold import Unfolder, unfold_file
 
@@ -189,8 +189,7 @@ def unfold_cmd(
 
     multi = distributed.process_count() > 1
     u = None if multi else Unfolder.load(run)  # with several processes each loads its own (local devices)
-    with open_h5(data) as f:
-        n = int(f["INPUTS/Source/MASK"].shape[0]) if "INPUTS/Source/MASK" in f else None
+    n = count_events(data)
     t0 = time.time()
     with progress_bar(n if not multi else None, f"unfold ({u.options.model.kind if u else 'process'})") as advance:
         attrs = unfold_file(run, data, out, samples=samples, sampler=sampler, steps=steps, spacing=spacing,
