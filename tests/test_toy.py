@@ -18,7 +18,7 @@ def internals():
     prop = gen.hard.propose(rng, 60_000)
     w = gen.hard.weight(prop)
     keep = rng.random(w.shape) * gen.w_max < w
-    vectors, pdgid, _, _ = gen.partons(rng, {k: v[keep] for k, v in prop.items()})
+    vectors, pdgid, _, _, _ = gen.partons(rng, {k: v[keep] for k, v in prop.items()})
     return vectors, pdgid
 
 
@@ -156,3 +156,70 @@ def test_met_tracks_the_neutrino(toy_file):
     # parametric detector: resolution of tens of GeV, no bias beyond a few GeV
     assert abs(np.median(mx)) < 3.0
     assert 8.0 < np.std(mx) < 40.0
+
+
+def _merge_reference(p4, flav, valid, radius):
+    """One event at a time, pair by pair: the definition ``merge_close`` vectorises."""
+    p4, flav, valid = p4.copy(), flav.copy(), valid.copy()
+    for e in range(len(p4)):
+        order = sorted(range(p4.shape[1]), key=lambda s: -physics.pt(p4[e, s]) if valid[e, s] else 1.0)
+        p4[e], flav[e], valid[e] = p4[e, order], flav[e, order], valid[e, order]
+        eta, phi = physics.eta(p4[e]), physics.phi(p4[e])
+        for j in range(1, p4.shape[1]):
+            for i in range(j):
+                if valid[e, i] and valid[e, j] and physics.delta_r(eta[i], phi[i], eta[j], phi[j]) < radius:
+                    p4[e, i] += p4[e, j]
+                    flav[e, i] = max(flav[e, i], flav[e, j])
+                    valid[e, j] = False
+    return p4, flav, valid
+
+
+def test_merge_close_matches_the_event_by_event_definition():
+    rng = np.random.default_rng(0)
+    n, slots = 400, 12
+    # few partons in a small (η, φ) patch, so that chains of merges happen; some events use every slot
+    count = np.where(rng.random(n) < 0.2, slots, rng.integers(2, 8, n))
+    valid = np.arange(slots) < count[:, None]
+    pt = rng.uniform(5, 100, (n, slots))
+    p4 = physics.p4_from_ptetaphim(pt, rng.normal(0, 0.5, (n, slots)), rng.normal(np.pi, 0.5, (n, slots)),
+                                   np.zeros((n, slots)))
+    p4 = np.where(valid[..., None], p4, 0.0)
+    flav = rng.choice([0, 4, 5], (n, slots))
+    got = toy.merge_close(p4, flav, valid, 0.4)
+    want = _merge_reference(p4, flav, valid, 0.4)
+    assert (got[2] == want[2]).all() and (got[1][got[2]] == want[1][want[2]]).all()
+    np.testing.assert_allclose(got[0][got[2]], want[0][want[2]], rtol=1e-12)
+    assert 0 < (~got[2] & valid).sum() < valid.sum()  # merges happened, not everything merged
+
+
+@pytest.mark.parametrize("pt, is_b", [(20.0, False), (60.0, False), (60.0, True)])
+def test_jet_response_tail_has_the_configured_mean(pt, is_b):
+    # the core is Gaussian with mean μ; with probability p = min(1, p0·(30/pT)^k) the jet keeps a uniform
+    # fraction of it, so E[scale] = μ·(1 − p/2) (the 0.05 floor is > 5σ away at these pT)
+    cfg = toy.detector.TOY_DETECTOR
+    n = 400_000
+    p4 = np.zeros((n, 1, 4))
+    p4[..., 0], p4[..., 3] = pt, pt
+    flavour = np.full((n, 1), 5 if is_b else 0)
+    scale = toy.detector.jet_scale(cfg, p4, flavour, np.random.default_rng(1))[:, 0]
+    mu = cfg.response_b if is_b else cfg.response_light
+    p = min(1.0, (cfg.tail_probability_b if is_b else cfg.tail_probability) * (30.0 / pt) ** cfg.tail_power)
+    assert scale.mean() == pytest.approx(mu * (1 - p / 2), abs=4 * scale.std() / np.sqrt(n))
+
+
+def test_detector_stages_agree_with_the_cut_flow():
+    gen = toy.ToyGenerator(seed=4)
+    rng = gen._rng(0)
+    prop = gen.hard.propose(rng, 30_000)
+    w = gen.hard.weight(prop)
+    keep = rng.random(w.shape) * gen.w_max < w
+    _, _, cand, leptons, _ = gen.partons(rng, {k: v[keep] for k, v in prop.items()})
+    reco = toy.detector.simulate(cand, gen.detector, rng, leptons=leptons)
+    counts = np.bincount(reco.stage, minlength=4)
+    assert counts[0] == 0  # the toy hands only one-lepton events to the jets
+    cf = reco.cutflow
+    assert [cf["one_lepton"], cf["min_jets"], cf["min_btags"]] == [counts[1:].sum(), counts[2:].sum(), counts[3]]
+    assert (reco.selected == (reco.stage == 3)).all() and reco.mask.shape[0] == counts[3]
+    # the packed jets are exactly the selected ones: ≥ min_jets real jets, ≥ min_btags tags among them
+    assert (reco.mask[:, 1:].sum(1) >= gen.detector.min_jets).all()
+    assert (reco.source["btag"][:, 1:].sum(1) >= gen.detector.min_btags).all()

@@ -49,6 +49,12 @@ class DetectorConfig:
     resolution_stochastic: float = 0.79
     resolution_constant: float = 0.054
     resolution_b_extra: float = 0.12
+    # low-side response tail (out-of-cone radiation, semileptonic b decays, hadronisation losses): with
+    # probability min(1, tail_probability·(30 GeV / pT)^tail_power) the jet keeps only a uniform fraction
+    # of its core response (b jets: tail_probability_b; they also lose semileptonic-decay neutrinos)
+    tail_probability: float = 0.0
+    tail_probability_b: float = 0.0
+    tail_power: float = 1.0
     # jets entering MET, and reconstructed at all
     jet_min_pt_met: float = 20.0
     jet_max_eta: float = 4.9
@@ -70,7 +76,10 @@ class DetectorConfig:
     max_jets: int = 10
 
 
-TOY_DETECTOR = DetectorConfig(jet_model="parton", met_noise_const=9.0, met_noise_soft=0.0)
+# toy: response tails fitted to Pythia (MPI on) parton -> smeared-jet response, P(jet pT > 25 GeV) per
+# parton-pT bin (scripts/calibrate_toy.py)
+TOY_DETECTOR = DetectorConfig(jet_model="parton", met_noise_const=9.0, met_noise_soft=0.0,
+                              tail_probability=0.25, tail_probability_b=0.5, tail_power=2.0)
 PYTHIA_DETECTOR = DetectorConfig(jet_model="particle")
 
 
@@ -80,6 +89,7 @@ class Reconstructed:
 
     ``source``: feature -> ``[S, 1 + max_jets]`` with the lepton in slot 0 and jets pT-ordered after it;
     ``mask [S, 1 + max_jets]``; ``met``: feature -> ``[S]``; ``selected [N]`` bool over the input events;
+    ``stage [N]``: how many cuts each input event passed (0 none, 1 one lepton, 2 + jets, 3 + b-tags = selected);
     ``cutflow``: counts after each cut.
     """
 
@@ -87,6 +97,7 @@ class Reconstructed:
     mask: np.ndarray
     met: dict[str, np.ndarray]
     selected: np.ndarray
+    stage: np.ndarray
     cutflow: dict[str, int]
 
 
@@ -116,7 +127,13 @@ def jet_scale(cfg: DetectorConfig, p4: np.ndarray, flavour: np.ndarray, rng: np.
         is_b = flavour == 5
         mean = np.where(is_b, cfg.response_b, cfg.response_light)
         rel = np.sqrt(cfg.resolution_stochastic**2 / pt + cfg.resolution_constant**2 + is_b * cfg.resolution_b_extra**2)
-        return np.maximum(mean + mean * rel * z, 0.05)
+        core = np.maximum(mean + mean * rel * z, 0.05)
+        if cfg.tail_probability <= 0.0 and cfg.tail_probability_b <= 0.0:
+            return core
+        u = rng.random((2, *pt.shape))
+        p_tail = np.where(is_b, cfg.tail_probability_b, cfg.tail_probability) * (30.0 / pt) ** cfg.tail_power
+        tail = u[0] < np.minimum(p_tail, 1.0)
+        return np.where(tail, np.maximum(core * u[1], 0.05), core)
     e = np.maximum(p4[..., 3], 1e-3)
     return np.maximum(1.0 + hcal_resolution(e, np.abs(physics.eta(p4))) / e * z, 0.05)
 
@@ -135,55 +152,98 @@ def lepton_scale(p4: np.ndarray, pdgid: np.ndarray, rng: np.random.Generator) ->
 
 # --- the detector -----------------------------------------------------------------------------
 
-def simulate(cand: Candidates, cfg: DetectorConfig, rng: np.random.Generator) -> Reconstructed:
-    """Smear, tag, compute MET and select. Every random draw comes from ``rng`` in a fixed order."""
-    n = cand.jet_p4.shape[0]
-    # jets
-    jets = cand.jet_p4 * jet_scale(cfg, cand.jet_p4, cand.jet_flavour, rng)[..., None]
-    jpt, jeta = physics.pt(jets), physics.eta(jets)
-    jet_reco = cand.jet_valid & (np.abs(jeta) < cfg.jet_max_eta) & (jpt > 1e-3)
-    btag = (rng.random(jpt.shape) < btag_efficiency(jpt, cand.jet_flavour)) & (np.abs(jeta) < 2.5)
-    # leptons
-    leps = cand.lep_p4 * lepton_scale(cand.lep_p4, cand.lep_pdgid, rng)[..., None]
+@dataclass
+class Leptons:
+    """Reconstructed lepton candidates of N events: smeared ``p4 [N, L, 4]``, ``reco [N, L]`` (reconstructed
+    and identified), ``selected [N, L]`` (also inside the selection cuts), ``one_lepton [N]`` (exactly one
+    selected lepton and no other reconstructed one)."""
+
+    p4: np.ndarray
+    reco: np.ndarray
+    selected: np.ndarray
+    one_lepton: np.ndarray
+
+    def take(self, rows: np.ndarray) -> Leptons:
+        return Leptons(self.p4[rows], self.reco[rows], self.selected[rows], self.one_lepton[rows])
+
+
+def reconstruct_leptons(p4: np.ndarray, pdgid: np.ndarray, isolated: np.ndarray, valid: np.ndarray,
+                        cfg: DetectorConfig, rng: np.random.Generator) -> Leptons:
+    """Smear, apply the identification efficiency and the lepton part of the selection (``[N, L]`` inputs)."""
+    leps = p4 * lepton_scale(p4, pdgid, rng)[..., None]
     lpt, leta = physics.pt(leps), physics.eta(leps)
     eff = np.where(np.abs(leta) <= cfg.lepton_eff_eta_split, cfg.lepton_eff_central, cfg.lepton_eff_forward)
-    lep_reco = (cand.lep_valid & cand.lep_isolated & (rng.random(lpt.shape) < eff)
-                & (lpt > cfg.lepton_min_pt) & (np.abs(leta) < cfg.lepton_max_eta))
-    # MET: minus everything reconstructed, minus the soft term, plus noise. Jets below the MET threshold
-    # count with their true momentum as part of the soft term (the calorimeter still sees them).
-    met_jet = jet_reco & (jpt > cfg.jet_min_pt_met)
-    soft_jet = jet_reco & ~met_jet
-    visible = (np.where(met_jet[..., None], jets[..., :2], 0.0).sum(1)
-               + np.where(soft_jet[..., None], cand.jet_p4[..., :2], 0.0).sum(1)
-               + np.where(lep_reco[..., None], leps[..., :2], 0.0).sum(1)
-               + cand.soft_pxy)
-    # an electron that is not reconstructed as a lepton still deposits its energy in the calorimeter
-    lost_e = cand.lep_valid & ~lep_reco & (np.abs(cand.lep_pdgid) == 11)
-    visible += np.where(lost_e[..., None], cand.lep_p4[..., :2], 0.0).sum(1)
-    sumet_soft = (cand.soft_sumet + np.where(soft_jet, physics.pt(cand.jet_p4), 0.0).sum(1)
-                  + np.where(lost_e, physics.pt(cand.lep_p4), 0.0).sum(1))
-    noise = np.sqrt(cfg.met_noise_const**2 + cfg.met_noise_soft**2 * sumet_soft)[:, None]
-    met_xy = -visible + noise * rng.standard_normal((n, 2))
+    reco = (valid & isolated & (rng.random(lpt.shape) < eff)
+            & (lpt > cfg.lepton_min_pt) & (np.abs(leta) < cfg.lepton_max_eta))
+    selected = reco & (lpt > cfg.sel_lepton_pt) & (np.abs(leta) < cfg.sel_max_eta)
+    one_lepton = (selected.sum(1) == 1) & (reco.sum(1) == 1)
+    return Leptons(p4=leps, reco=reco, selected=selected, one_lepton=one_lepton)
+
+
+def simulate(cand: Candidates, cfg: DetectorConfig, rng: np.random.Generator,
+             leptons: Leptons | None = None) -> Reconstructed:
+    """Smear, tag, compute MET and select. Every random draw comes from ``rng`` in a fixed order.
+
+    ``leptons``: the events' leptons already reconstructed (a generator may reconstruct them first to skip
+    building the rest of events without exactly one lepton); by default they are reconstructed here.
+    """
+    n = cand.jet_p4.shape[0]
+    if leptons is None:
+        leptons = reconstruct_leptons(cand.lep_p4, cand.lep_pdgid, cand.lep_isolated, cand.lep_valid, cfg, rng)
+    one_lepton = leptons.one_lepton
+    # jets: only events with one lepton can be selected, so only theirs are smeared and tagged
+    rows = np.flatnonzero(one_lepton)
+    jet_p4, flavour = cand.jet_p4[rows], cand.jet_flavour[rows]
+    jets = jet_p4 * jet_scale(cfg, jet_p4, flavour, rng)[..., None]
+    jpt, jeta = physics.pt(jets), physics.eta(jets)
+    jet_reco = cand.jet_valid[rows] & (np.abs(jeta) < cfg.jet_max_eta) & (jpt > 1e-3)
+    sel_jet = jet_reco & (jpt > cfg.sel_jet_pt) & (np.abs(jeta) < cfg.sel_max_eta)
+    # b-tagging (tracker, |η| < 2.5) matters only for selected jets: draw it for those alone
+    e, k = np.nonzero(sel_jet & (np.abs(jeta) < 2.5))
+    btag = np.zeros(jpt.shape, bool)
+    btag[e, k] = rng.random(len(e)) < btag_efficiency(jpt[e, k], flavour[e, k])
 
     # selection
-    sel_lep = lep_reco & (lpt > cfg.sel_lepton_pt) & (np.abs(leta) < cfg.sel_max_eta)
-    one_lepton = (sel_lep.sum(1) == 1) & (lep_reco.sum(1) == 1)
-    sel_jet = jet_reco & (jpt > cfg.sel_jet_pt) & (np.abs(jeta) < cfg.sel_max_eta)
-    enough_jets = one_lepton & (sel_jet.sum(1) >= cfg.min_jets)
-    selected = enough_jets & ((sel_jet & btag).sum(1) >= cfg.min_btags)
+    enough = sel_jet.sum(1) >= cfg.min_jets
+    passed = enough & ((sel_jet & btag).sum(1) >= cfg.min_btags)
+    enough_jets = np.zeros(n, bool)
+    enough_jets[rows] = enough
+    selected = np.zeros(n, bool)
+    selected[rows] = passed
     cutflow = {"generated": n, "one_lepton": int(one_lepton.sum()),
                "min_jets": int(enough_jets.sum()), "min_btags": int(selected.sum())}
 
+    # MET of the selected events: minus everything reconstructed, minus the soft term, plus noise. Jets below
+    # the MET threshold count with their true momentum as part of the soft term (the calorimeter sees them).
+    idx, sub = np.flatnonzero(selected), np.flatnonzero(passed)  # the same events, as rows of n and of rows
+    jets, jpt, jeta, sel_jet, btag = jets[sub], jpt[sub], jeta[sub], sel_jet[sub], btag[sub]
+    jet_reco, true_jets = jet_reco[sub], jet_p4[sub]
+    lep = leptons.take(idx)
+    met_jet = jet_reco & (jpt > cfg.jet_min_pt_met)
+    soft_jet = jet_reco & ~met_jet
+    visible = (np.where(met_jet[..., None], jets[..., :2], 0.0).sum(1)
+               + np.where(soft_jet[..., None], true_jets[..., :2], 0.0).sum(1)
+               + np.where(lep.reco[..., None], lep.p4[..., :2], 0.0).sum(1)
+               + cand.soft_pxy[idx])
+    # an electron that is not reconstructed as a lepton still deposits its energy in the calorimeter
+    lep_true, lep_id = cand.lep_p4[idx], cand.lep_pdgid[idx]
+    lost_e = cand.lep_valid[idx] & ~lep.reco & (np.abs(lep_id) == 11)
+    visible += np.where(lost_e[..., None], lep_true[..., :2], 0.0).sum(1)
+    sumet_soft = (cand.soft_sumet[idx] + np.where(soft_jet, physics.pt(true_jets), 0.0).sum(1)
+                  + np.where(lost_e, physics.pt(lep_true), 0.0).sum(1))
+    noise = np.sqrt(cfg.met_noise_const**2 + cfg.met_noise_soft**2 * sumet_soft)[:, None]
+    met_xy = -visible + noise * rng.standard_normal((len(idx), 2))
+
     # pack the selected events: lepton in slot 0, jets pT-ordered after it
-    idx = np.flatnonzero(selected)
-    s_pt = np.where(sel_jet[idx], jpt[idx], -1.0)
+    s_pt = np.where(sel_jet, jpt, -1.0)
     order = np.argsort(-s_pt, axis=1, kind="stable")[:, : cfg.max_jets]
-    take = lambda a: np.take_along_axis(a[idx], order, axis=1)  # noqa: E731
+    take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
     jet_mask = take(sel_jet)
-    j4 = np.take_along_axis(jets[idx], order[..., None], axis=1)
-    lep_slot = np.argmax(sel_lep[idx], axis=1)
-    l4 = leps[idx, lep_slot]
-    lid = cand.lep_pdgid[idx, lep_slot]
+    j4 = np.take_along_axis(jets, order[..., None], axis=1)
+    lep_slot = np.argmax(lep.selected, axis=1)
+    rng_s = np.arange(len(idx))
+    l4 = lep.p4[rng_s, lep_slot]
+    lid = lep_id[rng_s, lep_slot]
     m_j = j4.shape[1]
     src_p4 = np.concatenate([l4[:, None], j4], axis=1)  # [S, 1 + J, 4]
     mask = np.concatenate([np.ones((len(idx), 1), bool), jet_mask], axis=1)
@@ -202,7 +262,8 @@ def simulate(cand: Candidates, cfg: DetectorConfig, rng: np.random.Generator) ->
         pad = [(0, 0), (0, cfg.max_jets - m_j)]
         source = {k: np.pad(v, pad) for k, v in source.items()}
         mask = np.pad(mask, pad)
-    mxy = met_xy[idx]
+    mxy = met_xy
     met = {"met": np.hypot(mxy[:, 0], mxy[:, 1]).astype(np.float32),
            "phi": np.arctan2(mxy[:, 1], mxy[:, 0]).astype(np.float32)}
-    return Reconstructed(source=source, mask=mask, met=met, selected=selected, cutflow=cutflow)
+    stage = one_lepton.astype(np.int8) + enough_jets + selected
+    return Reconstructed(source=source, mask=mask, met=met, selected=selected, stage=stage, cutflow=cutflow)

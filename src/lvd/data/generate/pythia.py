@@ -276,6 +276,9 @@ class Batch:
     data: EventData
     cutflow: dict[str, int]
     n_malformed: int = 0
+    # with next_batch(keep_internals=True): every well-formed event's record ("flat"), truth indices
+    # ("truth_index"), detector candidates ("candidates") and reconstruction ("reco"), for calibrations
+    internals: dict[str, Any] | None = None
 
 
 class PythiaGenerator:
@@ -302,7 +305,7 @@ class PythiaGenerator:
             yield self.next_batch(np.random.default_rng([self.seed, self.shard, self.worker, b]))
             b += 1
 
-    def next_batch(self, rng: np.random.Generator) -> Batch:
+    def next_batch(self, rng: np.random.Generator, keep_internals: bool = False) -> Batch:
         cfg = self.cfg
         self.hook.records.clear()
         events = self.pythia.nextBatch(cfg.batch_size)
@@ -333,7 +336,8 @@ class PythiaGenerator:
             truth[name] = {"pt": physics.pt(p4), "eta": physics.eta(p4), "phi": physics.phi(p4),
                            "mass": mass, "pdgid": ids.astype(np.int32)}
         data = EventData(source=reco.source, mask=reco.mask, met=reco.met, truth=truth)
-        return Batch(data=data, cutflow=cutflow, n_malformed=n_malformed)
+        internals = dict(flat=f, truth_index=idx, candidates=cand, reco=reco) if keep_internals else None
+        return Batch(data=data, cutflow=cutflow, n_malformed=n_malformed, internals=internals)
 
     # -- truth ------------------------------------------------------------------------------------
 
