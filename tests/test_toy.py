@@ -223,3 +223,14 @@ def test_detector_stages_agree_with_the_cut_flow():
     # the packed jets are exactly the selected ones: ≥ min_jets real jets, ≥ min_btags tags among them
     assert (reco.mask[:, 1:].sum(1) >= gen.detector.min_jets).all()
     assert (reco.source["btag"][:, 1:].sum(1) >= gen.detector.min_btags).all()
+
+
+def test_row_gathers_equal_numpy_indexing():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(50, 7, 4))
+    order = np.argsort(rng.random((50, 7)), axis=1)[:, :5]
+    index = rng.choice(50, 20)
+    np.testing.assert_array_equal(toy.detector.reorder(a, order), np.take_along_axis(a, order[..., None], axis=1))
+    np.testing.assert_array_equal(toy.detector.reorder(a[..., 0] > 0, order),
+                                  np.take_along_axis(a[..., 0] > 0, order, axis=1))
+    np.testing.assert_array_equal(toy.detector.rows(a, index), a[index])

@@ -101,6 +101,22 @@ class Reconstructed:
     cutflow: dict[str, int]
 
 
+# --- array helpers ----------------------------------------------------------------------------
+# np.take on the leading axis is several times faster than fancy indexing, and a flattened np.take several
+# times faster than np.take_along_axis; the generators gather event rows and reorder objects constantly.
+
+def rows(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``a[index]`` for an integer ``index`` over the leading (event) axis."""
+    return np.take(a, index, axis=0)
+
+
+def reorder(a: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``a[e, order[e, j], ...]`` for ``a [N, P, ...]`` and ``order [N, Q]`` (``np.take_along_axis`` on axis 1)."""
+    n, p = a.shape[:2]
+    flat = (order + (np.arange(n) * p)[:, None]).ravel()
+    return np.take(a.reshape(n * p, *a.shape[2:]), flat, axis=0).reshape(*order.shape, *a.shape[2:])
+
+
 # --- response functions -----------------------------------------------------------------------
 
 def btag_efficiency(pt: np.ndarray, flavour: np.ndarray) -> np.ndarray:
@@ -164,7 +180,7 @@ class Leptons:
     one_lepton: np.ndarray
 
     def take(self, rows: np.ndarray) -> Leptons:
-        return Leptons(self.p4[rows], self.reco[rows], self.selected[rows], self.one_lepton[rows])
+        return Leptons(*(np.take(a, rows, axis=0) for a in (self.p4, self.reco, self.selected, self.one_lepton)))
 
 
 def reconstruct_leptons(p4: np.ndarray, pdgid: np.ndarray, isolated: np.ndarray, valid: np.ndarray,
@@ -192,11 +208,11 @@ def simulate(cand: Candidates, cfg: DetectorConfig, rng: np.random.Generator,
         leptons = reconstruct_leptons(cand.lep_p4, cand.lep_pdgid, cand.lep_isolated, cand.lep_valid, cfg, rng)
     one_lepton = leptons.one_lepton
     # jets: only events with one lepton can be selected, so only theirs are smeared and tagged
-    rows = np.flatnonzero(one_lepton)
-    jet_p4, flavour = cand.jet_p4[rows], cand.jet_flavour[rows]
+    kept = np.flatnonzero(one_lepton)
+    jet_p4, flavour = rows(cand.jet_p4, kept), rows(cand.jet_flavour, kept)
     jets = jet_p4 * jet_scale(cfg, jet_p4, flavour, rng)[..., None]
     jpt, jeta = physics.pt(jets), physics.eta(jets)
-    jet_reco = cand.jet_valid[rows] & (np.abs(jeta) < cfg.jet_max_eta) & (jpt > 1e-3)
+    jet_reco = rows(cand.jet_valid, kept) & (np.abs(jeta) < cfg.jet_max_eta) & (jpt > 1e-3)
     sel_jet = jet_reco & (jpt > cfg.sel_jet_pt) & (np.abs(jeta) < cfg.sel_max_eta)
     # b-tagging (tracker, |η| < 2.5) matters only for selected jets: draw it for those alone
     e, k = np.nonzero(sel_jet & (np.abs(jeta) < 2.5))
@@ -207,29 +223,29 @@ def simulate(cand: Candidates, cfg: DetectorConfig, rng: np.random.Generator,
     enough = sel_jet.sum(1) >= cfg.min_jets
     passed = enough & ((sel_jet & btag).sum(1) >= cfg.min_btags)
     enough_jets = np.zeros(n, bool)
-    enough_jets[rows] = enough
+    enough_jets[kept] = enough
     selected = np.zeros(n, bool)
-    selected[rows] = passed
+    selected[kept] = passed
     cutflow = {"generated": n, "one_lepton": int(one_lepton.sum()),
                "min_jets": int(enough_jets.sum()), "min_btags": int(selected.sum())}
 
     # MET of the selected events: minus everything reconstructed, minus the soft term, plus noise. Jets below
     # the MET threshold count with their true momentum as part of the soft term (the calorimeter sees them).
-    idx, sub = np.flatnonzero(selected), np.flatnonzero(passed)  # the same events, as rows of n and of rows
-    jets, jpt, jeta, sel_jet, btag = jets[sub], jpt[sub], jeta[sub], sel_jet[sub], btag[sub]
-    jet_reco, true_jets = jet_reco[sub], jet_p4[sub]
+    idx, sub = np.flatnonzero(selected), np.flatnonzero(passed)  # the same events, as rows of n and of kept
+    jets, jpt, jeta, sel_jet, btag = (rows(a, sub) for a in (jets, jpt, jeta, sel_jet, btag))
+    jet_reco, true_jets = rows(jet_reco, sub), rows(jet_p4, sub)
     lep = leptons.take(idx)
     met_jet = jet_reco & (jpt > cfg.jet_min_pt_met)
     soft_jet = jet_reco & ~met_jet
     visible = (np.where(met_jet[..., None], jets[..., :2], 0.0).sum(1)
                + np.where(soft_jet[..., None], true_jets[..., :2], 0.0).sum(1)
                + np.where(lep.reco[..., None], lep.p4[..., :2], 0.0).sum(1)
-               + cand.soft_pxy[idx])
+               + rows(cand.soft_pxy, idx))
     # an electron that is not reconstructed as a lepton still deposits its energy in the calorimeter
-    lep_true, lep_id = cand.lep_p4[idx], cand.lep_pdgid[idx]
-    lost_e = cand.lep_valid[idx] & ~lep.reco & (np.abs(lep_id) == 11)
+    lep_true, lep_id = rows(cand.lep_p4, idx), rows(cand.lep_pdgid, idx)
+    lost_e = rows(cand.lep_valid, idx) & ~lep.reco & (np.abs(lep_id) == 11)
     visible += np.where(lost_e[..., None], lep_true[..., :2], 0.0).sum(1)
-    sumet_soft = (cand.soft_sumet[idx] + np.where(soft_jet, physics.pt(true_jets), 0.0).sum(1)
+    sumet_soft = (rows(cand.soft_sumet, idx) + np.where(soft_jet, physics.pt(true_jets), 0.0).sum(1)
                   + np.where(lost_e, physics.pt(lep_true), 0.0).sum(1))
     noise = np.sqrt(cfg.met_noise_const**2 + cfg.met_noise_soft**2 * sumet_soft)[:, None]
     met_xy = -visible + noise * rng.standard_normal((len(idx), 2))
@@ -237,9 +253,9 @@ def simulate(cand: Candidates, cfg: DetectorConfig, rng: np.random.Generator,
     # pack the selected events: lepton in slot 0, jets pT-ordered after it
     s_pt = np.where(sel_jet, jpt, -1.0)
     order = np.argsort(-s_pt, axis=1, kind="stable")[:, : cfg.max_jets]
-    take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
+    take = lambda a: reorder(a, order)  # noqa: E731
     jet_mask = take(sel_jet)
-    j4 = np.take_along_axis(jets, order[..., None], axis=1)
+    j4 = reorder(jets, order)
     lep_slot = np.argmax(lep.selected, axis=1)
     rng_s = np.arange(len(idx))
     l4 = lep.p4[rng_s, lep_slot]

@@ -38,9 +38,10 @@ class PdfTable:
         iu, iv = u.astype(np.intp), v.astype(np.intp)
         fu, fv = u - iu, v - iv
         # the four corners of each point's cell in one gather, weighted in one batched product
-        corners = self._flat[(iv * nx + iu)[:, None] + np.array([0, 1, nx, nx + 1])]  # [n, 4, 11]
+        # (np.take is several times faster than fancy indexing for this row gather)
+        corners = np.take(self._flat, (iv * nx + iu)[:, None] + np.array([0, 1, nx, nx + 1]), axis=0)  # [n, 4, 11]
         w = np.stack([(1 - fu) * (1 - fv), fu * (1 - fv), (1 - fu) * fv, fu * fv], axis=1).astype(np.float32)
-        return np.matmul(w[:, None, :], corners)[:, 0]
+        return np.einsum("nc,ncf->nf", w, corners)
 
     def alphas(self, q2: np.ndarray) -> np.ndarray:
         """One-loop running αs with five flavours, matching the table's αs(M_Z)."""

@@ -293,9 +293,7 @@ _NARROW = 8
 def merge_close(p4: np.ndarray, flav: np.ndarray, valid: np.ndarray, radius: float):
     """Merge partons closer than ``radius`` in (η, φ) into the harder one (its flavour wins if b)."""
     order = np.argsort(-np.where(valid, physics.pt(p4), -1.0), axis=1, kind="stable")
-    p4 = np.take_along_axis(p4, order[..., None], axis=1)
-    flav = np.take_along_axis(flav, order, axis=1)
-    valid = np.take_along_axis(valid, order, axis=1)
+    p4, flav, valid = (detector.reorder(a, order) for a in (p4, flav, valid))
     eta, phi = physics.eta(p4), physics.phi(p4)
     # distances of the pairs i < j from the directions before merging, in the merge order (j outer). Valid
     # partons come first, and most events have few: those get their pairs among the first NARROW slots only
@@ -315,7 +313,7 @@ def merge_close(p4: np.ndarray, flav: np.ndarray, valid: np.ndarray, radius: flo
     # any close pair: walk the pairs over those events only
     rows = np.flatnonzero(near.any(1))
     if len(rows):
-        sub_p4, sub_flav, sub_valid, sub_near = p4[rows], flav[rows], valid[rows], near[rows]
+        sub_p4, sub_flav, sub_valid, sub_near = (detector.rows(a, rows) for a in (p4, flav, valid, near))
         for k in np.flatnonzero(sub_near.any(0)):
             i, j = i_idx[k], j_idx[k]
             close = np.flatnonzero(sub_near[:, k] & sub_valid[:, i] & sub_valid[:, j])
@@ -383,11 +381,11 @@ class ToyGenerator:
         for k, v in reco.cutflow.items():
             self.cutflow[k] += v
         self.cutflow["generated"] += n_dropped
-        sel = reco.selected
+        sel = np.flatnonzero(reco.selected)
         truth = {}
         for name, v in vectors.items():
-            kin = physics.ptetaphim(v[sel])
-            ids = pdgid[name][sel].astype(np.int32)
+            kin = physics.ptetaphim(detector.rows(v, sel))
+            ids = detector.rows(pdgid[name], sel).astype(np.int32)
             # stable particles and quarks were generated at their pole masses: store those exactly
             mass = _mass_of(ids) if name in physics.DECAY_PRODUCTS else kin[:, 3]
             truth[name] = {"pt": kin[:, 0], "eta": kin[:, 1], "phi": kin[:, 2], "mass": mass, "pdgid": ids}
@@ -434,9 +432,10 @@ class ToyGenerator:
                                                np.ones((n, 1), bool), self.detector, rng)
         a = np.flatnonzero(leptons.one_lepton)
         m = len(a)
-        lep = {k: v[a] for k, v in lep.items()}
-        ids = {k: v[a] for k, v in ids.items()}
-        had = decay_top(rng, np.where(lep_is_top[a], t2[a], t1[a]), m_w[n:][a], physics.PDG_MASS[5],
+        lep = {k: detector.rows(v, a) for k, v in lep.items()}
+        ids = {k: detector.rows(v, a) for k, v in ids.items()}
+        had = decay_top(rng, np.where(detector.rows(lep_is_top, a), detector.rows(t2, a), detector.rows(t1, a)),
+                        m_w[n:][a], physics.PDG_MASS[5],
                         _mass_of(ids["down"]), _mass_of(ids["up"]), cfg)
         q_down_harder = physics.pt(had["down"]) >= physics.pt(had["up"])
         q1 = np.where(q_down_harder[:, None], had["down"], had["up"])
