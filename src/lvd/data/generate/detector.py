@@ -117,6 +117,21 @@ def reorder(a: np.ndarray, order: np.ndarray) -> np.ndarray:
     return np.take(a.reshape(n * p, *a.shape[2:]), flat, axis=0).reshape(*order.shape, *a.shape[2:])
 
 
+def cutflow_of(stage: np.ndarray) -> dict[str, int]:
+    """Cut-flow counts from per-event stages (:attr:`Reconstructed.stage`)."""
+    return {"generated": len(stage), "one_lepton": int((stage >= 1).sum()), "min_jets": int((stage >= 2).sum()),
+            "min_btags": int((stage >= 3).sum())}
+
+
+def through_selected(stage: np.ndarray, n_selected: int) -> np.ndarray:
+    """The events (in generation order) up to and including the ``n_selected``-th selected one: the cut flow of
+    a file that keeps only the first ``n_selected`` selected events of a chunk counts exactly these."""
+    if n_selected <= 0:
+        return stage[:0]
+    last = np.flatnonzero(stage >= 3)[n_selected - 1]
+    return stage[: last + 1]
+
+
 # --- response functions -----------------------------------------------------------------------
 
 def btag_efficiency(pt: np.ndarray, flavour: np.ndarray) -> np.ndarray:

@@ -275,6 +275,7 @@ class Batch:
 
     data: EventData
     cutflow: dict[str, int]
+    stage: np.ndarray  # cuts passed by each well-formed event, in generation order
     n_malformed: int = 0
     # with next_batch(keep_internals=True): every well-formed event's record ("flat"), truth indices
     # ("truth_index"), detector candidates ("candidates") and reconstruction ("reco"), for calibrations
@@ -337,7 +338,7 @@ class PythiaGenerator:
                            "mass": mass, "pdgid": ids.astype(np.int32)}
         data = EventData(source=reco.source, mask=reco.mask, met=reco.met, truth=truth)
         internals = dict(flat=f, truth_index=idx, candidates=cand, reco=reco) if keep_internals else None
-        return Batch(data=data, cutflow=cutflow, n_malformed=n_malformed, internals=internals)
+        return Batch(data=data, cutflow=cutflow, stage=reco.stage, n_malformed=n_malformed, internals=internals)
 
     # -- truth ------------------------------------------------------------------------------------
 
@@ -604,8 +605,8 @@ def generate_file(path, n_events: int, seed: int = 0, workers: int = 1, shard: i
     """Write exactly ``n_events`` selected events to ``path`` (atomically); returns the file attrs.
 
     ``cfg`` overrides the remaining settings (``truth`` and ``mpi`` always come from the arguments).
-    The cut flow counts every event of the batches the file's events come from (the last batch may be
-    written only in part), so ``cutflow['min_btags'] >= n_events``.
+    The cut flow counts the generated events up to the last one written, so ``cutflow['min_btags'] ==
+    n_events`` (malformed event records, dropped, count as generated).
     """
     _backends()
     if n_events < 1:
@@ -629,10 +630,13 @@ def generate_file(path, n_events: int, seed: int = 0, workers: int = 1, shard: i
             else:
                 source = PythiaGenerator(cfg, seed=seed, shard=shard).batches()
             for batch in source:
-                for k, v in batch.cutflow.items():
-                    cutflow[k] += v
                 n_malformed += batch.n_malformed
                 take = min(batch.data.n_events, n_events - writer.n_events)
+                # count the generated events up to the last one written (malformed ones in full)
+                counted = batch.stage if take == batch.data.n_events else detector.through_selected(batch.stage, take)
+                for k, v in detector.cutflow_of(counted).items():
+                    cutflow[k] += v
+                cutflow["generated"] += batch.n_malformed
                 if take > 0:
                     writer.append(batch.data.take(slice(0, take)))
                     if on_progress is not None:

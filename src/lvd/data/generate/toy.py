@@ -371,16 +371,23 @@ class ToyGenerator:
             chunk += 1
 
     def generate_chunk(self, rng: np.random.Generator) -> EventData:
+        """Selected events of one chunk; the whole chunk's cut flow is added to :attr:`cutflow`."""
+        data, stage = self.chunk_with_stages(rng)
+        for k, v in detector.cutflow_of(stage).items():
+            self.cutflow[k] += v
+        return data
+
+    def chunk_with_stages(self, rng: np.random.Generator) -> tuple[EventData, np.ndarray]:
+        """Selected events of one chunk and the stage (cuts passed) of every generated event, in order."""
         cfg = self.cfg
         prop = self.hard.propose(rng, cfg.proposals_per_chunk)
         w = self.hard.weight(prop)
         self.n_overweight += int((w > self.w_max).sum())
         keep = rng.random(w.shape) * self.w_max < w
-        vectors, pdgid, cand, leptons, n_dropped = self.partons(rng, {k: v[keep] for k, v in prop.items()})
+        vectors, pdgid, cand, leptons, alive = self.partons(rng, {k: v[keep] for k, v in prop.items()})
         reco = detector.simulate(cand, self.detector, rng, leptons=leptons)
-        for k, v in reco.cutflow.items():
-            self.cutflow[k] += v
-        self.cutflow["generated"] += n_dropped
+        stage = np.zeros(int(keep.sum()), np.int8)  # events dropped before the detector failed the lepton cut
+        stage[alive] = reco.stage
         sel = np.flatnonzero(reco.selected)
         truth = {}
         for name, v in vectors.items():
@@ -389,14 +396,14 @@ class ToyGenerator:
             # stable particles and quarks were generated at their pole masses: store those exactly
             mass = _mass_of(ids) if name in physics.DECAY_PRODUCTS else kin[:, 3]
             truth[name] = {"pt": kin[:, 0], "eta": kin[:, 1], "phi": kin[:, 2], "mass": mass, "pdgid": ids}
-        return EventData(source=reco.source, mask=reco.mask, met=reco.met, truth=truth)
+        return EventData(source=reco.source, mask=reco.mask, met=reco.met, truth=truth), stage
 
     def partons(self, rng: np.random.Generator, p: dict[str, np.ndarray]):
         """Tops, decays, ISR and jet candidates for accepted proposals.
 
-        Returns ``(vectors, pdgid, candidates, leptons, n_dropped)``: truth four-vectors and ids per particle
-        for the events handed to the detector, their reconstructed leptons, and the number of events dropped
-        before the detector for failing the lepton selection (see below).
+        Returns ``(vectors, pdgid, candidates, leptons, alive)``: truth four-vectors and ids per particle for
+        the events handed to the detector, their reconstructed leptons, and their indices among the input
+        events (the others failed the lepton selection and were not built further, see below).
         """
         cfg = self.cfg
         n = p["m1"].shape[0]
@@ -476,7 +483,7 @@ class ToyGenerator:
             lep_p4=lep["down"][:, None], lep_pdgid=ids["lepton"][:, None],
             lep_isolated=np.ones((m, 1), bool), lep_valid=np.ones((m, 1), bool),
             soft_pxy=soft_pxy, soft_sumet=np.hypot(soft_pxy[:, 0], soft_pxy[:, 1]))
-        return vectors, pdgid, cand, leptons.take(a), n - m
+        return vectors, pdgid, cand, leptons.take(a), a
 
 
 def generate_file(path, n_events: int, seed: int = 0, cfg: ToyConfig = ToyConfig(), shard: int = 0,
@@ -484,12 +491,18 @@ def generate_file(path, n_events: int, seed: int = 0, cfg: ToyConfig = ToyConfig
     """Write exactly ``n_events`` selected events to ``path`` (atomically); returns the file attrs."""
     gen = ToyGenerator(cfg, seed=seed, shard=shard)
     with EventWriter(path) as writer:
-        for chunk in gen.chunks():
+        c = 0
+        while writer.n_events < n_events:
+            chunk, stage = gen.chunk_with_stages(gen._rng(c))
+            c += 1
             take = min(chunk.n_events, n_events - writer.n_events)
             writer.append(chunk.take(slice(0, take)))
+            # the cut flow counts the generated events up to the last one written, so that the file's
+            # efficiencies are exact
+            counted = stage if take == chunk.n_events else detector.through_selected(stage, take)
+            for k, v in detector.cutflow_of(counted).items():
+                gen.cutflow[k] += v
             if on_progress is not None:
                 on_progress(take)
-            if writer.n_events >= n_events:
-                break
         writer.attrs = gen.attrs()
     return writer.attrs
