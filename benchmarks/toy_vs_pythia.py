@@ -6,7 +6,9 @@
 
 Prints, for selected events, the mean and median of the truth m(tt̄), top pT (both tops) and lepton pT with
 their relative differences and statistical errors; the selection cut flow stored in each file; and the
-jet and b-tag multiplicity fractions side by side.
+jet and b-tag multiplicity fractions side by side. For generator-level truth (all events, before the
+selection), the isolation curve and the jet response behind the toy's calibration, see
+``scripts/calibrate_toy.py``.
 """
 
 from __future__ import annotations
