@@ -17,6 +17,7 @@ previous checkpoint loadable.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,18 @@ def _ocp():
 
 def _manager(directory: Path, read_only: bool = False):
     ocp = _ocp()
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=not read_only, read_only=read_only,
-                                           enable_async_checkpointing=False, cleanup_tmp_directories=not read_only)
+    if read_only:
+        options = ocp.CheckpointManagerOptions(max_to_keep=None, save_interval_steps=0, create=False, read_only=True,
+                                               enable_async_checkpointing=False, cleanup_tmp_directories=False)
+        # Orbax logs a warning that a read-only directory is read-only: noise in every `lvd unfold`
+        absl = logging.getLogger("absl")
+        level = absl.level
+        absl.setLevel(logging.ERROR)
+        try:
+            return ocp.CheckpointManager(directory.absolute(), options=options)
+        finally:
+            absl.setLevel(level)
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
