@@ -22,9 +22,10 @@ from lvd.data.summary import summarize
 from lvd.evaluation.observables import derived
 
 
-def stats(x: np.ndarray) -> tuple[float, float, float, float]:
-    """mean, its error, median, its error (normal approximation: 1.253 σ/√n)."""
-    n = len(x)
+def stats(x: np.ndarray, n: int | None = None) -> tuple[float, float, float, float]:
+    """mean, its error, median, its error (normal approximation: 1.253 σ/√n). ``n``: independent entries
+    (the two tops of an event recoil against each other, so they count as one event, not two)."""
+    n = n or len(x)
     return float(x.mean()), float(x.std() / np.sqrt(n)), float(np.median(x)), float(1.253 * x.std() / np.sqrt(n))
 
 
@@ -48,7 +49,7 @@ def main(toy_path: str, pythia_path: str) -> None:
     print(f"{'observable [GeV]':18s} {'toy mean':>16s} {'pythia mean':>16s} {'Δ':>7s}  {'toy median':>16s} "
           f"{'pythia median':>16s} {'Δ':>7s}")
     for name in ("m_ttbar", "top_pt", "lepton_pt"):
-        a, b = stats(t[name]), stats(p[name])
+        a, b = stats(t[name], dt.n_events), stats(p[name], dp.n_events)
         print(f"{name:18s} {a[0]:9.1f} ± {a[1]:4.1f} {b[0]:9.1f} ± {b[1]:4.1f} {100 * (a[0] / b[0] - 1):+6.1f}%  "
               f"{a[2]:9.1f} ± {a[3]:4.1f} {b[2]:9.1f} ± {b[3]:4.1f} {100 * (a[2] / b[2] - 1):+6.1f}%")
     print("\nselection (from the files' attributes)")
