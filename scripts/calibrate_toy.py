@@ -75,7 +75,8 @@ def record(path: str, seed: int, batches: int, workers: int) -> None:
 
 
 def toy_record(cfg: toy.ToyConfig, seed: int, chunks: int) -> dict[str, np.ndarray]:
-    """The same per-event record for toy events (all events that reach the detector, plus the dropped count)."""
+    """The same per-event record for the toy events that reach the detector, plus ``stage_all``: the stage of
+    every generated event (those failing the lepton cut are not built further)."""
     gen = toy.ToyGenerator(cfg, seed=seed)
     out: dict[str, list[np.ndarray]] = {}
     for c in range(chunks):
@@ -83,8 +84,10 @@ def toy_record(cfg: toy.ToyConfig, seed: int, chunks: int) -> dict[str, np.ndarr
         prop = gen.hard.propose(rng, cfg.proposals_per_chunk)
         w = gen.hard.weight(prop)
         keep = rng.random(w.shape) * gen.w_max < w
-        vectors, _, cand, leptons, _ = gen.partons(rng, {k: v[keep] for k, v in prop.items()})
+        vectors, _, cand, leptons, alive = gen.partons(rng, {k: v[keep] for k, v in prop.items()})
         reco = detector.simulate(cand, gen.detector, rng, leptons=leptons)
+        stage_all = np.zeros(int(keep.sum()), np.int8)
+        stage_all[alive] = reco.stage
         q = np.stack([vectors[k] for k in QUARKS], axis=1)
         smeared = cand.jet_p4 * detector.jet_scale(gen.detector, cand.jet_p4, cand.jet_flavour, rng)[..., None]
         j_pt, j_dr = _nearest_jet(q, smeared, cand.jet_valid)
@@ -93,7 +96,7 @@ def toy_record(cfg: toy.ToyConfig, seed: int, chunks: int) -> dict[str, np.ndarr
         t_lep, t_had, lep = vectors["t_lep"], vectors["t_had"], vectors["lepton"]
         rec = dict(m_ttbar=physics.mass(t_lep + t_had), pt_t_lep=physics.pt(t_lep), pt_t_had=physics.pt(t_had),
                    lep_pt=physics.pt(lep), stage=reco.stage, n_jets=n_jets,
-                   q_pt=physics.pt(q), q_eta=physics.eta(q), j_pt=j_pt, j_dr=j_dr)
+                   q_pt=physics.pt(q), q_eta=physics.eta(q), j_pt=j_pt, j_dr=j_dr, stage_all=stage_all)
         for k, v in rec.items():
             out.setdefault(k, []).append(v)
     return {k: np.concatenate(v) for k, v in out.items()}
@@ -130,13 +133,10 @@ def compare(path: str, seed: int, chunks: int) -> None:
     t = toy_record(cfg, seed, chunks)
     g = generator_level_toy(seed, max(1, chunks // 2))
     _truth_table("generator level, all events", g, p)
-    sel = lambda r: {k: v[r["stage"] == 3] for k, v in r.items()}  # noqa: E731
+    sel = lambda r: {k: v[r["stage"] == 3] for k, v in r.items() if k != "stage_all"}  # noqa: E731
     _truth_table("selected events", sel(t), sel(p))
 
-    gen_t = toy.ToyGenerator(cfg, seed=seed)
-    for c in range(chunks):  # the toy's cut flow as the file attributes record it
-        gen_t.generate_chunk(gen_t._rng(c))
-    cf = gen_t.cutflow
+    cf = detector.cutflow_of(t["stage_all"])
     eff_t = [cf[k] / cf["generated"] for k in ("one_lepton", "min_jets", "min_btags")]
     eff_p = [(p["stage"] >= k).mean() for k in (1, 2, 3)]
     print("\nselection efficiency     1 lepton  ≥4 jets  ≥1 b-tag")

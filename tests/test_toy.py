@@ -243,3 +243,4 @@ def test_through_selected_counts_up_to_the_last_written_event():
     assert toy.detector.cutflow_of(toy.detector.through_selected(stage, 2)) == {
         "generated": 5, "one_lepton": 4, "min_jets": 3, "min_btags": 2}
     assert len(toy.detector.through_selected(stage, 0)) == 0
+    assert toy.detector.through_selected(stage, 3).tolist() == stage.tolist()  # all written: trailing events count

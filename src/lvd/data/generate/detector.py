@@ -124,12 +124,13 @@ def cutflow_of(stage: np.ndarray) -> dict[str, int]:
 
 
 def through_selected(stage: np.ndarray, n_selected: int) -> np.ndarray:
-    """The events (in generation order) up to and including the ``n_selected``-th selected one: the cut flow of
-    a file that keeps only the first ``n_selected`` selected events of a chunk counts exactly these."""
-    if n_selected <= 0:
-        return stage[:0]
-    last = np.flatnonzero(stage >= 3)[n_selected - 1]
-    return stage[: last + 1]
+    """The events (in generation order) a file accounts for when it keeps the first ``n_selected`` selected
+    events of a chunk: all of them if it keeps every selected one, else those up to and including the
+    ``n_selected``-th selected one. Their cut flow makes the file's efficiencies exact."""
+    selected = np.flatnonzero(stage >= 3)
+    if n_selected >= len(selected):
+        return stage
+    return stage[: selected[n_selected - 1] + 1] if n_selected > 0 else stage[:0]
 
 
 # --- response functions -----------------------------------------------------------------------
@@ -194,8 +195,8 @@ class Leptons:
     selected: np.ndarray
     one_lepton: np.ndarray
 
-    def take(self, rows: np.ndarray) -> Leptons:
-        return Leptons(*(np.take(a, rows, axis=0) for a in (self.p4, self.reco, self.selected, self.one_lepton)))
+    def take(self, index: np.ndarray) -> Leptons:
+        return Leptons(*(rows(a, index) for a in (self.p4, self.reco, self.selected, self.one_lepton)))
 
 
 def reconstruct_leptons(p4: np.ndarray, pdgid: np.ndarray, isolated: np.ndarray, valid: np.ndarray,
@@ -241,8 +242,6 @@ def simulate(cand: Candidates, cfg: DetectorConfig, rng: np.random.Generator,
     enough_jets[kept] = enough
     selected = np.zeros(n, bool)
     selected[kept] = passed
-    cutflow = {"generated": n, "one_lepton": int(one_lepton.sum()),
-               "min_jets": int(enough_jets.sum()), "min_btags": int(selected.sum())}
 
     # MET of the selected events: minus everything reconstructed, minus the soft term, plus noise. Jets below
     # the MET threshold count with their true momentum as part of the soft term (the calorimeter sees them).
@@ -293,8 +292,8 @@ def simulate(cand: Candidates, cfg: DetectorConfig, rng: np.random.Generator,
         pad = [(0, 0), (0, cfg.max_jets - m_j)]
         source = {k: np.pad(v, pad) for k, v in source.items()}
         mask = np.pad(mask, pad)
-    mxy = met_xy
-    met = {"met": np.hypot(mxy[:, 0], mxy[:, 1]).astype(np.float32),
-           "phi": np.arctan2(mxy[:, 1], mxy[:, 0]).astype(np.float32)}
+    met = {"met": np.hypot(met_xy[:, 0], met_xy[:, 1]).astype(np.float32),
+           "phi": np.arctan2(met_xy[:, 1], met_xy[:, 0]).astype(np.float32)}
     stage = one_lepton.astype(np.int8) + enough_jets + selected
-    return Reconstructed(source=source, mask=mask, met=met, selected=selected, stage=stage, cutflow=cutflow)
+    return Reconstructed(source=source, mask=mask, met=met, selected=selected, stage=stage,
+                         cutflow=cutflow_of(stage))

@@ -274,8 +274,7 @@ class Batch:
     """Selected events of one batch and the batch's cut flow (all its events)."""
 
     data: EventData
-    cutflow: dict[str, int]
-    stage: np.ndarray  # cuts passed by each well-formed event, in generation order
+    stage: np.ndarray  # cuts passed by each well-formed event, in generation order (detector.cutflow_of)
     n_malformed: int = 0
     # with next_batch(keep_internals=True): every well-formed event's record ("flat"), truth indices
     # ("truth_index"), detector candidates ("candidates") and reconstruction ("reco"), for calibrations
@@ -323,8 +322,6 @@ class PythiaGenerator:
             raise RuntimeError(f"Pythia returned no usable event in a batch of {cfg.batch_size}")
         cand = self._candidates(f, idx)
         reco = detector.simulate(cand, cfg.detector, rng)
-        cutflow = dict(reco.cutflow)
-        cutflow["generated"] += n_malformed
         sel = reco.selected
         truth = {}
         for k, name in enumerate(TRUTH_NAMES):
@@ -338,7 +335,7 @@ class PythiaGenerator:
                            "mass": mass, "pdgid": ids.astype(np.int32)}
         data = EventData(source=reco.source, mask=reco.mask, met=reco.met, truth=truth)
         internals = dict(flat=f, truth_index=idx, candidates=cand, reco=reco) if keep_internals else None
-        return Batch(data=data, cutflow=cutflow, stage=reco.stage, n_malformed=n_malformed, internals=internals)
+        return Batch(data=data, stage=reco.stage, n_malformed=n_malformed, internals=internals)
 
     # -- truth ------------------------------------------------------------------------------------
 
@@ -633,8 +630,7 @@ def generate_file(path, n_events: int, seed: int = 0, workers: int = 1, shard: i
                 n_malformed += batch.n_malformed
                 take = min(batch.data.n_events, n_events - writer.n_events)
                 # count the generated events up to the last one written (malformed ones in full)
-                counted = batch.stage if take == batch.data.n_events else detector.through_selected(batch.stage, take)
-                for k, v in detector.cutflow_of(counted).items():
+                for k, v in detector.cutflow_of(detector.through_selected(batch.stage, take)).items():
                     cutflow[k] += v
                 cutflow["generated"] += batch.n_malformed
                 if take > 0:

@@ -303,8 +303,9 @@ def merge_close(p4: np.ndarray, flav: np.ndarray, valid: np.ndarray, radius: flo
     few = valid.sum(1) <= _NARROW
     for rows, n_pairs in ((np.flatnonzero(few), _NARROW * (_NARROW - 1) // 2), (np.flatnonzero(~few), len(j_idx))):
         i, j = i_idx[:n_pairs], j_idx[:n_pairs]
-        d_eta = eta[rows][:, i] - eta[rows][:, j]
-        cand = (np.abs(d_eta) < radius) & valid[rows][:, i] & valid[rows][:, j]
+        eta_r, valid_r = detector.rows(eta, rows), detector.rows(valid, rows)
+        d_eta = eta_r[:, i] - eta_r[:, j]
+        cand = (np.abs(d_eta) < radius) & valid_r[:, i] & valid_r[:, j]
         # the azimuthal distance only where |Δη| already allows a merge (a small fraction of the pairs)
         e, k = np.nonzero(cand)
         cand[e, k] = d_eta[e, k] ** 2 + physics.delta_phi(phi[rows[e], i[k]], phi[rows[e], j[k]]) ** 2 < radius**2
@@ -365,9 +366,17 @@ class ToyGenerator:
                 "cutflow": dict(self.cutflow), "config": asdict(self.cfg)}
 
     def chunks(self) -> Iterator[EventData]:
+        """Selected events chunk by chunk; every chunk's cut flow is added to :attr:`cutflow`."""
         chunk = 0
         while True:
             yield self.generate_chunk(self._rng(chunk))
+            chunk += 1
+
+    def chunks_with_stages(self) -> Iterator[tuple[EventData, np.ndarray]]:
+        """Like :meth:`chunks`, with every generated event's stage; :attr:`cutflow` is left to the caller."""
+        chunk = 0
+        while True:
+            yield self.chunk_with_stages(self._rng(chunk))
             chunk += 1
 
     def generate_chunk(self, rng: np.random.Generator) -> EventData:
@@ -491,18 +500,15 @@ def generate_file(path, n_events: int, seed: int = 0, cfg: ToyConfig = ToyConfig
     """Write exactly ``n_events`` selected events to ``path`` (atomically); returns the file attrs."""
     gen = ToyGenerator(cfg, seed=seed, shard=shard)
     with EventWriter(path) as writer:
-        c = 0
-        while writer.n_events < n_events:
-            chunk, stage = gen.chunk_with_stages(gen._rng(c))
-            c += 1
+        for chunk, stage in gen.chunks_with_stages():
             take = min(chunk.n_events, n_events - writer.n_events)
             writer.append(chunk.take(slice(0, take)))
-            # the cut flow counts the generated events up to the last one written, so that the file's
-            # efficiencies are exact
-            counted = stage if take == chunk.n_events else detector.through_selected(stage, take)
-            for k, v in detector.cutflow_of(counted).items():
+            # the cut flow counts the generated events up to the last one written: exact efficiencies
+            for k, v in detector.cutflow_of(detector.through_selected(stage, take)).items():
                 gen.cutflow[k] += v
             if on_progress is not None:
                 on_progress(take)
+            if writer.n_events >= n_events:
+                break
         writer.attrs = gen.attrs()
     return writer.attrs
