@@ -87,13 +87,13 @@ def main() -> None:
         if kind == "ldm":
             vae_opts = config.load_options(OPTIONS["ldm"], [*common, "model.kind=vae", "name=cmp-vae"])
             t0 = time.time()
-            vae = train(vae_opts, files["train"], runs_dir=a.out / "runs", progress=False)
+            vae = train(vae_opts, files["train"], runs_dir=a.out / "runs")
             row["stage1_s"] = time.time() - t0
             row["stage1_ms_per_step"] = ms_per_step(vae.history, vae_opts.train.batch_size)
             extra.append(f"model.vae_checkpoint={vae.run_dir}")
         opts = config.load_options(OPTIONS[kind], [*common, *extra, f"model.kind={kind}", f"name=cmp-{kind}"])
         t0 = time.time()
-        r = train(opts, files["train"], runs_dir=a.out / "runs", progress=False)
+        r = train(opts, files["train"], runs_dir=a.out / "runs")
         row["train_s"] = time.time() - t0
         row["ms_per_step"] = ms_per_step(r.history, opts.train.batch_size)
         row["events_seen"] = r.step * opts.train.batch_size

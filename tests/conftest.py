@@ -87,4 +87,4 @@ def tiny_run(tiny_file, tmp_path_factory) -> Path:
     from lvd.training.loop import train
 
     opts = config.load_options(None, TINY, defaults=config.small())
-    return train(opts, tiny_file, runs_dir=tmp_path_factory.mktemp("runs"), progress=False).run_dir
+    return train(opts, tiny_file, runs_dir=tmp_path_factory.mktemp("runs")).run_dir

@@ -13,9 +13,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lvd import config
-from lvd.data.loader import Loader, make_mesh
+from lvd.data.loader import Loader
 from lvd.data.representation import Normalizer, raw_arrays
 from lvd.data.schema import read_events
+from lvd.distributed import make_mesh
 from lvd.models.base import Dims
 from lvd.models.registry import build_model
 from lvd.sampling.unfold import Unfolder

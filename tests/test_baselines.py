@@ -121,13 +121,13 @@ def test_every_model_trains_and_unfolds(kind, tiny_file, tiny_run, tmp_path):
     extra = ["train.validate_every=5", "train.checkpoint_every=5", "model.flow_blocks=2",
              "model.flow_hidden=16", "model.flow_layers=1"]
     if kind == "ldm":
-        vae = train(small_opts(*extra, kind="vae"), tiny_file, runs_dir=tmp_path, progress=False)
+        vae = train(small_opts(*extra, kind="vae"), tiny_file, runs_dir=tmp_path)
         extra.append(f"model.vae_checkpoint={vae.run_dir}")
     if kind == "lvd":  # the session's shared tiny run is exactly this training; no need to repeat it
         meta = ckpt.read_meta(ckpt.resolve(tiny_run, "best"))
         run_dir, step, best = tiny_run, meta["step"], meta.get("best_validation", meta.get("validation_loss"))
     else:
-        r = train(small_opts(*extra, kind=kind), tiny_file, runs_dir=tmp_path, progress=False)
+        r = train(small_opts(*extra, kind=kind), tiny_file, runs_dir=tmp_path)
         run_dir, step, best = r.run_dir, r.step, r.best_validation
     assert step == 10 and best is not None and np.isfinite(best)
     out = tmp_path / f"{kind}.h5"
@@ -141,8 +141,8 @@ def test_every_model_trains_and_unfolds(kind, tiny_file, tiny_run, tmp_path):
         meta_vae = ckpt.resolve(vae.run_dir, "latest")
         from lvd.sampling.unfold import Unfolder
 
-        u_vae, u_ldm = Unfolder(meta_vae), Unfolder(ckpt.resolve(run_dir, "latest"))
-        vae_params = nnx.to_pure_dict(u_vae.params[1])["vae"]
-        ldm_params = nnx.to_pure_dict(u_ldm.params[2])["vae"]
+        u_vae, u_ldm = Unfolder.load(meta_vae), Unfolder.load(ckpt.resolve(run_dir, "latest"))
+        vae_params = nnx.to_pure_dict(u_vae.params.main)["vae"]
+        ldm_params = nnx.to_pure_dict(u_ldm.params.rest)["vae"]
         for a, b in zip(jax.tree.leaves(vae_params), jax.tree.leaves(ldm_params), strict=True):
             np.testing.assert_array_equal(a, b)

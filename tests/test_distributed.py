@@ -67,7 +67,7 @@ def test_two_processes_train_over_loopback(tiny_file, tmp_path):
     assert meta["processes"] == 2 and meta["step"] == 3
     from lvd.sampling.unfold import Unfolder
 
-    assert Unfolder(step_dir).step == 3  # loadable in a single process
+    assert Unfolder.load(step_dir).step == 3  # loadable in a single process
 
 
 @pytest.mark.slow

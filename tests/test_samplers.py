@@ -32,7 +32,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lvd.errors import OptionsError
-from lvd.sampling import (
+from lvd.models.samplers import (
     DDIM,
     SAMPLERS,
     Ancestral,

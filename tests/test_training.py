@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lvd.data.loader import Loader, make_mesh, split_indices
+from lvd.data.loader import Loader, split_indices
 from lvd.data.representation import Normalizer, raw_arrays
 from lvd.data.schema import read_events
+from lvd.distributed import make_mesh
 from lvd.errors import CheckpointError
 from lvd.models.base import Dims
 from lvd.models.registry import build_model
@@ -57,15 +58,15 @@ def test_variance_gradient_touches_only_the_schedule(tiny_options, tiny_file):
 def test_resume_continues_exactly(tiny_options, tiny_file, tmp_path):
     """Train 10 steps in one go, or stop at 5 (Ctrl-C) and resume: the same loss at every step, the same parameters."""
     full = tiny_options("train.log_every=1", "train.checkpoint_every=100", "train.validate_every=100")
-    a = train(full, tiny_file, runs_dir=tmp_path / "a", progress=False)
+    a = train(full, tiny_file, runs_dir=tmp_path / "a")
 
     def stop_at_5(step):
         if step == 5:
             os.kill(os.getpid(), signal.SIGINT)
 
-    b1 = train(full, tiny_file, runs_dir=tmp_path / "b", progress=False, on_step=stop_at_5)
+    b1 = train(full, tiny_file, runs_dir=tmp_path / "b", on_step=stop_at_5)
     assert b1.stopped_by == "interrupt" and b1.step == 5
-    b2 = train(full, tiny_file, runs_dir=tmp_path / "b", checkpoint=b1.run_dir, progress=False)
+    b2 = train(full, tiny_file, runs_dir=tmp_path / "b", checkpoint=b1.run_dir)
     assert b2.run_dir == b1.run_dir, "a resumed run continues in its own folder"
     loss_a = {h["step"]: h["loss"] for h in a.history if h["split"] == "train"}
     loss_b = {h["step"]: h["loss"] for h in b1.history + b2.history if h["split"] == "train"}
@@ -90,10 +91,10 @@ def test_ctrl_c_saves_and_resumes(tiny_options, tiny_file, tmp_path):
         if step == 4:
             os.kill(os.getpid(), signal.SIGINT)
 
-    r = train(opts, tiny_file, runs_dir=tmp_path, progress=False, on_step=press_ctrl_c)
+    r = train(opts, tiny_file, runs_dir=tmp_path, on_step=press_ctrl_c)
     assert r.stopped_by == "interrupt" and r.step == 4
     assert r.latest is not None and r.latest.name == "4"
-    r2 = train(opts, tiny_file, runs_dir=tmp_path, checkpoint=r.run_dir, progress=False)
+    r2 = train(opts, tiny_file, runs_dir=tmp_path, checkpoint=r.run_dir)
     assert r2.step == 10 and r2.run_dir == r.run_dir
 
 
@@ -109,7 +110,7 @@ def test_crash_during_save_keeps_previous_checkpoint(tiny_options, tiny_file, tm
 
     monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", crash_at_step_10)
     with pytest.raises(Exception, match="simulated crash"):
-        train(opts, tiny_file, runs_dir=tmp_path, progress=False)
+        train(opts, tiny_file, runs_dir=tmp_path)
     monkeypatch.undo()
     run = next(tmp_path.glob("*/version_0"))
     step_dir = ckpt.resolve(run, "latest")

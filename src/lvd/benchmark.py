@@ -14,6 +14,7 @@ Synthetic data from the toy generator, so nothing is needed but the options.
 from __future__ import annotations
 
 import resource
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,20 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from lvd import config
 from lvd.config import Options
+from lvd.data.generate import toy
+from lvd.data.loader import Loader
+from lvd.data.representation import Normalizer, raw_arrays
+from lvd.data.schema import concatenate
+from lvd.distributed import make_mesh
+from lvd.models.base import Dims
+from lvd.models.registry import build_model
+from lvd.sampling.unfold import Unfolder
+from lvd.training import checkpoint as ckpt
+from lvd.training.run import new_run_dir
+from lvd.training.state import init_state
+from lvd.training.step import make_train_step
 
 
 @dataclass
@@ -96,15 +110,6 @@ def peak_memory() -> tuple[float, str]:
 def run(opts: Options, label: str, n_events: int = 0, train_steps: int = 20,
         samplers: tuple[tuple[str, int], ...] = (("dpm++", 20),), unfold_events: int = 0,
         say=lambda s: None) -> BenchResult:
-    from lvd.data.generate import toy
-    from lvd.data.loader import Loader, make_mesh
-    from lvd.data.representation import Normalizer, raw_arrays
-    from lvd.models.base import Dims
-    from lvd.models.registry import build_model
-    from lvd.sampling.unfold import Unfolder
-    from lvd.training.state import init_state
-    from lvd.training.step import make_train_step
-
     b = opts.train.batch_size
     n_events = n_events or max(4 * b, 20_000)
     say(f"generating {n_events:,} toy events")
@@ -115,8 +120,6 @@ def run(opts: Options, label: str, n_events: int = 0, train_steps: int = 20,
         total += chunk.n_events
         if total >= n_events:
             break
-    from lvd.data.schema import concatenate
-
     data = concatenate(chunks).take(slice(0, n_events))
     raw = raw_arrays(data, opts.data)
     norm = Normalizer.fit(raw, opts.data)
@@ -153,18 +156,12 @@ def run(opts: Options, label: str, n_events: int = 0, train_steps: int = 20,
                          achieved_tflops=flops / step_s / 1e12, fraction_of_matmul=flops / step_s / 1e12 / peak,
                          input_ms=1e3 * input_s, input_fraction=input_s / step_s)
     if samplers:
-        import tempfile
-
-        from lvd import config
-        from lvd.training import checkpoint as ckpt
-        from lvd.training.loop import new_run_dir
-
         with tempfile.TemporaryDirectory() as tmp:
             run_dir = new_run_dir(tmp, "bench")
             writer = ckpt.CheckpointWriter(run_dir)
             writer.save("latest", state, {"options": config.to_dict(opts), "normalizer": norm.to_dict()})
             writer.close()
-            u = Unfolder(ckpt.resolve(run_dir, "latest"), mesh=mesh)
+            u = Unfolder.load(run_dir, mesh=mesh)
             n_unf = unfold_events or min(arrays.n_events, max(opts.sample.batch_size * 4, 8192))
             sub = arrays.take(np.arange(n_unf))
             for sampler, steps in samplers:

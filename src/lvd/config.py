@@ -13,11 +13,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from lvd.errors import OptionsError
 
-MODEL_KINDS = ("lvd", "vdm", "ldm", "cvae", "cinn", "vae")
+# The names below are the one source of the choices they list: registries, CLI choices and help texts derive
+# from them.
+ModelKind = Literal["lvd", "vdm", "ldm", "cvae", "cinn", "vae"]
+MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
+SamplerName = Literal["ancestral", "ddim", "dpm++"]
+SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
+# "default" is each sampler's own preferred grid (ancestral: t; ddim, dpm++: lambda)
+Spacing = Literal["default", "t", "lambda"]
+SPACINGS: tuple[str, ...] = get_args(Spacing)[1:]
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,7 @@ class DataOptions:
 class ModelOptions:
     """Network sizes (DESIGN 3 defaults: the paper's options)."""
 
-    kind: Literal["lvd", "vdm", "ldm", "cvae", "cinn", "vae"] = "lvd"
+    kind: ModelKind = "lvd"
     hidden: int = 96  # width H of every block
     latent_dim: int = 0  # L; 0 means L = H
     num_heads: int = 4
@@ -124,9 +132,9 @@ class TrainOptions:
 
 @dataclass(frozen=True)
 class SampleOptions:
-    sampler: Literal["ancestral", "ddim", "dpm++"] = "dpm++"
+    sampler: SamplerName = "dpm++"
     steps: int = 20
-    spacing: Literal["default", "t", "lambda"] = "default"
+    spacing: Spacing = "default"
     samples: int = 1  # K posterior samples per event
     batch_size: int = 4096  # events per batch
     seed: int = 0

@@ -92,6 +92,14 @@ def broadcast(x):
     return multihost_utils.broadcast_one_to_all(x)
 
 
+def make_mesh(devices=None):
+    """A 1-D ``jax.sharding.Mesh`` over ``devices`` (default: all, over every process) with the axis ``data``."""
+    import jax
+
+    devices = list(devices if devices is not None else jax.devices())
+    return jax.sharding.Mesh(np.array(devices), ("data",))
+
+
 def barrier(name: str) -> None:
     import jax
 

@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lvd import config
+from lvd.cli.headline import print_headline
 from lvd.cli.progress import console, progress_bar
+from lvd.data.generate import toy
+from lvd.evaluation.report import evaluate
+from lvd.sampling.unfold import unfold_file
+from lvd.training.loop import train
 
 
 @dataclass(frozen=True)
@@ -38,12 +43,6 @@ QUICK = DemoPlan(n_train=3000, n_test=1000, samples=4, sampler_steps=10, bootstr
 
 
 def run_demo(out: Path, quick: bool = False, seed: int = 0) -> Path:
-    from lvd.cli.main import print_headline
-    from lvd.data.generate import toy
-    from lvd.evaluation.report import evaluate
-    from lvd.sampling.unfold import unfold_file
-    from lvd.training.loop import train
-
     plan = QUICK if quick else FULL
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -57,7 +56,7 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0) -> Path:
     opts = config.load_options("small", [*plan.overrides, f"train.seed={seed}", f"sample.seed={seed}",
                                          "name=demo-lvd"])
     console.print(f"training a small LVD ({opts.train.steps} steps of {opts.train.batch_size} events)")
-    result = train(opts, files["train"], runs_dir=out / "runs", report=console.print)
+    result = train(opts, files["train"], runs_dir=out / "runs", report=console.print, progress=progress_bar)
     unfolded = out / "unfolded_test.h5"
     with progress_bar(plan.n_test, f"unfold ({plan.samples} samples/event)") as advance:
         unfold_file(result.run_dir, files["test"], unfolded, samples=plan.samples, steps=plan.sampler_steps,

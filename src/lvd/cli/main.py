@@ -175,7 +175,7 @@ def unfold_cmd(
     """Draw K parton-level samples for every event of a file."""
     from lvd.cli.progress import console, progress_bar
     from lvd.data.schema import count_events
-    from lvd.sampling.samplers import SAMPLERS
+    from lvd.models.samplers import SAMPLERS
     from lvd.sampling.unfold import Unfolder, unfold_file
 
     if sampler is not None and sampler not in SAMPLERS:
@@ -212,6 +212,7 @@ def evaluate_cmd(
     c2st_steps: Annotated[int, typer.Option(help="Training steps of the classifier two-sample test.")] = 1500,
 ) -> None:
     """Distances, calibration, classifier test, plots and a report for unfolded samples."""
+    from lvd.cli.headline import print_headline
     from lvd.cli.progress import console
     from lvd.evaluation.report import evaluate
 
@@ -227,28 +228,6 @@ def evaluate_cmd(
                           on_progress=lambda s: status.update(f"evaluating: {s}"))
     print_headline(result)
     console.print(f"report: {out / 'report.md'} (metrics.json, metrics.csv, plots/)")
-
-
-def print_headline(result) -> None:
-    from rich.table import Table
-
-    from lvd.cli.progress import console
-    from lvd.evaluation.report import KEY_OBSERVABLES
-
-    t = Table(title="unfolded vs truth", title_justify="left")
-    for col in ("observable", "W1 unfolded", "W1 naive", "peak (truth)", "cov. 68%"):
-        t.add_column(col, justify="left" if col == "observable" else "right")
-    for n in KEY_OBSERVABLES:
-        e = result["observables"][n]
-        d = e["distances"]
-        cal = e.get("calibration", {}).get("coverage_68")
-        t.add_row(e["label"], f"{d['unfolded']['wasserstein']['value']:.3g}",
-                  f"{d['naive']['wasserstein']['value']:.3g}" if "naive" in d else "–",
-                  f"{e['peak']['unfolded']:.2f} ({e['peak']['truth']:.2f})" if "peak" in e else "–",
-                  f"{cal['coverage']:.3f}/{cal['nominal']:.3f}" if cal else "–")
-    console.print(t)
-    c = result["c2st"]
-    console.print(f"classifier two-sample test AUC {c['auc']:.3f} ± {c['error']:.3f} (0.5 is perfect)")
 
 
 @app.command("compare")

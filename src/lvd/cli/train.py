@@ -8,8 +8,9 @@ from pathlib import Path
 from rich.table import Table
 
 from lvd import config
-from lvd.cli.progress import console
+from lvd.cli.progress import console, progress_bar
 from lvd.errors import LvdError
+from lvd.training.loop import train
 
 
 def resolve_options(options: str, overrides: list[str], model: str | None, name: str | None) -> config.Options:
@@ -39,15 +40,14 @@ def print_options(opts: config.Options, source: str, overrides: list[str]) -> No
 
 def run_train(options: str, data: Path, overrides: list[str], *, model: str | None, checkpoint: Path | None,
               name: str | None, weights: Path | None, start_batch: int | None, runs_dir: Path, quiet: bool) -> None:
-    from lvd.training.loop import train
-
     opts = resolve_options(options, overrides, model, name)
     print_options(opts, options, overrides)
     if start_batch is not None:
         console.print("note: -s/--start-batch is ignored; a resumed run continues from its checkpoint's step")
     result = train(opts, data, runs_dir=runs_dir, checkpoint=checkpoint, weights=weights,
-                   report=console.print, progress=not quiet)
-    how = {"steps": "finished", "time limit": "stopped at the time limit", "interrupt": "interrupted"}[result.stopped_by]
+                   report=console.print, progress=None if quiet else progress_bar)
+    how = {"steps": "finished", "time limit": "stopped at the time limit", "interrupt": "interrupted"}.get(
+        result.stopped_by, f"stopped by {result.stopped_by}")
     console.print(f"{how} at step {result.step}; run folder {result.run_dir}")
     if result.latest:
         console.print(f"latest checkpoint {result.latest}")

@@ -92,7 +92,7 @@ def read_original_npz(path: str | os.PathLike, weights: str | os.PathLike | None
                        "phi": physics.phi(p4[:, i]), "mass": p[:, i, 4]}
     w = None
     if weights is not None:
-        w = _load_weights(Path(weights), n)
+        w = load_weights(Path(weights), n)
     return EventData(
         source={k: np.where(mask, det[..., j], 0).astype(np.float32) for j, k in enumerate(det_names)},
         mask=mask,
@@ -115,7 +115,7 @@ def _names(z, key, given, width, path) -> list[str]:
     return names
 
 
-def _load_weights(path: Path, n: int) -> np.ndarray:
+def load_weights(path: Path, n: int) -> np.ndarray:
     if not path.exists():
         raise DataError(f"{path}: no such weights file")
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -22,13 +23,17 @@ from jax.sharding import PartitionSpec as P
 
 from lvd.data.representation import Arrays
 from lvd.errors import DataError
-from lvd.models.base import Batch
 
 
-def make_mesh(devices=None) -> Mesh:
-    """A 1-D mesh over ``devices`` (default: all) with the axis ``data``."""
-    devices = list(devices if devices is not None else jax.devices())
-    return Mesh(np.array(devices), ("data",))
+class Batch(NamedTuple):
+    """Normalised inputs of B events on the mesh: ``x [B, D]`` partons (None when unfolding),
+    ``objects [B, N, F]``, ``mask [B, N]``, ``met [B, Fm]``, ``weight [B]``."""
+
+    x: jax.Array | None
+    objects: jax.Array
+    mask: jax.Array
+    met: jax.Array
+    weight: jax.Array
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,20 +11,10 @@ import numpy as np
 from flax import nnx
 
 from lvd import physics
+from lvd.data.loader import Batch
 from lvd.data.representation import N_PARTON_FEATURES, N_PARTONS
 
 LOG_E_MAX = 12.0  # clip log(E+1) before expm1: a wild decoder output must not overflow to inf
-
-
-class Batch(NamedTuple):
-    """Normalised inputs of B events: ``x [B, 55]`` (None when unfolding), ``objects [B, N, F]``,
-    ``mask [B, N]``, ``met [B, Fm]``, ``weight [B]``."""
-
-    x: jax.Array | None
-    objects: jax.Array
-    mask: jax.Array
-    met: jax.Array
-    weight: jax.Array
 
 
 @dataclass(frozen=True)
@@ -98,6 +87,18 @@ class UnfoldingModel(nnx.Module, abc.ABC):
     """
 
     FROZEN: tuple[str, ...] = ()
+    FROZEN_KIND: str | None = None  # the model kind of the run frozen_source names
+    # metrics() entries the progress bar shows, with their labels
+    PROGRESS: dict[str, str] = {}
+
+    @classmethod
+    def frozen_source(cls, opts) -> str | None:
+        """The run or checkpoint whose (EMA) parameters fill the ``FROZEN`` attributes of a new run (None: none)."""
+        return None
+
+    def metrics(self) -> dict[str, jax.Array]:
+        """Scalars worth logging at every step besides the loss terms (e.g. the schedule's endpoints)."""
+        return {}
 
     @abc.abstractmethod
     def loss(self, batch: Batch, key: jax.Array, scales: LossScales | None = None) -> LossOutput:

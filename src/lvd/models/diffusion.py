@@ -10,6 +10,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from lvd.models.base import UnfoldingModel
+from lvd.models.samplers import get_sampler
 from lvd.models.schedule import NoiseSchedule, weighting
 
 
@@ -51,11 +53,20 @@ def initial_noise(keys: jax.Array, latent: int) -> jax.Array:
 def sample_clean_latent(schedule: NoiseSchedule, eps_fn, keys: jax.Array, latent: int, sampler: str, steps: int,
                         spacing: str | None) -> jax.Array:
     """Run a sampler from ``z₁ ~ N(0, I)`` to ``t = 0`` and return ``z₀/α₀`` (what the decoder was trained on)."""
-    from lvd.sampling.samplers import get_sampler
-
     pair = jax.vmap(jax.random.split)(keys)  # [B, 2] keys
     k_init, k_steps = pair[:, 0], pair[:, 1]
     z1 = initial_noise(k_init, latent)
     z0 = get_sampler(sampler)(eps_fn, schedule, z1, k_steps, steps, spacing)
     gamma_0 = schedule.endpoints()[0]
     return z0 / jnp.sqrt(jax.nn.sigmoid(-gamma_0))
+
+
+class DiffusionModel(UnfoldingModel):
+    """A model with a noise schedule ``self.schedule`` (LVD, VDM, LDM): logs and shows γ's endpoints."""
+
+    PROGRESS = {"gamma_0": "γ₀", "gamma_1": "γ₁"}
+    schedule: NoiseSchedule
+
+    def metrics(self) -> dict[str, jax.Array]:
+        g0, g1 = self.schedule.endpoints()
+        return {"gamma_0": g0, "gamma_1": g1}

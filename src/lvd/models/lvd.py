@@ -12,18 +12,17 @@ from lvd.models.base import (
     Dims,
     LossOutput,
     LossScales,
-    UnfoldingModel,
     consistency_terms,
     loss_scales,
 )
 from lvd.models.denoiser import Denoiser
 from lvd.models.detector_encoder import DetectorEncoder
-from lvd.models.diffusion import diffusion_terms, sample_clean_latent
+from lvd.models.diffusion import DiffusionModel, diffusion_terms, sample_clean_latent
 from lvd.models.schedule import NoiseSchedule
 from lvd.models.vae import Decoder, Encoder, gaussian_kl
 
 
-class LVD(UnfoldingModel):
+class LVD(DiffusionModel):
     """VAE ``q(z | x, c)``, ``p(x | z)`` and a latent VDM ``ε̂(z_t, c, γ_t)`` with a learned schedule, trained end to end."""
 
     def __init__(self, opts: Options, dims: Dims, *, rngs: nnx.Rngs):

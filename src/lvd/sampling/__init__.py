@@ -1,29 +1,4 @@
-"""Reverse-time samplers (ancestral, DDIM, DPM-Solver++(2M)) for the latent diffusion model."""
+"""Unfolding: a trained run + detector-level events -> K parton-level samples per event (``unfold``).
 
-from lvd.sampling.samplers import (
-    DDIM,
-    SAMPLERS,
-    SPACINGS,
-    Ancestral,
-    DPMSolverPP,
-    EpsFn,
-    GammaFn,
-    Sampler,
-    get_sampler,
-    invert_gamma,
-    time_grid,
-)
-
-__all__ = [
-    "DDIM",
-    "SAMPLERS",
-    "SPACINGS",
-    "Ancestral",
-    "DPMSolverPP",
-    "EpsFn",
-    "GammaFn",
-    "Sampler",
-    "get_sampler",
-    "invert_gamma",
-    "time_grid",
-]
+The reverse-time samplers themselves are γ/ε math and live beside the schedule, in :mod:`lvd.models.samplers`.
+"""

@@ -22,27 +22,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import lvd
-from lvd import config, distributed, physics
-from lvd.data.loader import make_mesh
-from lvd.data.representation import (
-    N_PARTON_FEATURES,
-    N_PARTONS,
-    Arrays,
-    Normalizer,
-    layout,
-    raw_arrays,
-)
-from lvd.data.schema import EventData, EventWriter, FileLayout, read_events
+from lvd import distributed, physics
+from lvd.data.merge import merge_files
+from lvd.data.representation import N_PARTON_FEATURES, N_PARTONS, Arrays, layout, raw_arrays
+from lvd.data.schema import EventData, EventWriter, FileLayout, count_events, read_events
+from lvd.distributed import make_mesh
 from lvd.errors import OptionsError
-from lvd.models.base import Dims
-from lvd.models.registry import build_model
-from lvd.training import checkpoint as ckpt
-from lvd.training.state import init_state
+from lvd.models.samplers import resolve_spacing
+from lvd.training.run import Checkpoint
 
 UNFOLDED_FEATURES = ("pt", "eta", "phi", "mass", "energy")
 
@@ -64,21 +55,17 @@ def features_to_particles(f: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
 class Unfolder:
     """A trained model ready to sample (EMA parameters), with its options and normalisation."""
 
-    def __init__(self, step_dir: Path, mesh=None):
-        self.step_dir = step_dir
-        self.meta = ckpt.read_meta(step_dir)
-        self.options = config.from_dict(self.meta["options"])
-        self.normalizer = Normalizer.from_dict(self.meta["normalizer"])
+    def __init__(self, checkpoint: Checkpoint, mesh=None):
+        self.checkpoint = checkpoint
+        self.step_dir, self.options, self.normalizer = checkpoint.step_dir, checkpoint.options, checkpoint.normalizer
         self.mesh = mesh or make_mesh()
-        model = build_model(self.options, Dims.from_normalizer(self.normalizer), abstract=True)
-        graphdef, template = init_state(model, self.options, abstract=True)
-        state = ckpt.restore_state(step_dir, template, NamedSharding(self.mesh, P()))
-        self.graphdef, self.params = graphdef, (state.ema_sched, state.ema_main, state.rest)
-        self.step = int(jax.device_get(state.step))
+        self.graphdef, self.params = checkpoint.ema(NamedSharding(self.mesh, P()))
+        self.step = int(jax.device_get(self.params.step))
 
     @classmethod
     def load(cls, run_or_checkpoint: str | os.PathLike, mesh=None) -> Unfolder:
-        return cls(ckpt.resolve(run_or_checkpoint), mesh=mesh)
+        """A run folder (its best checkpoint) or a checkpoint, ready to sample on ``mesh`` (default: all devices)."""
+        return cls(Checkpoint.open(run_or_checkpoint), mesh=mesh)
 
     @property
     def layout(self) -> FileLayout:
@@ -89,7 +76,7 @@ class Unfolder:
         graphdef = self.graphdef
 
         def run(params, objects, mask, met, keys):
-            model = nnx.merge(graphdef, *params)
+            model = params.model(graphdef)
             return model.sample(objects, mask, met, keys, sampler, steps, spacing)
 
         return jax.jit(run)
@@ -110,7 +97,7 @@ class Unfolder:
         """
         s = self.options.sample
         sampler, steps = sampler or s.sampler, steps or s.steps
-        spacing = spacing or (None if s.spacing == "default" else s.spacing)
+        spacing = resolve_spacing(sampler, spacing or s.spacing)
         seed = s.seed if seed is None else seed
         n_dev = self.mesh.devices.size
         events_per_batch = max(1, (batch_size or s.batch_size) // k)
@@ -175,6 +162,7 @@ def _unfold_rows(u: Unfolder, data_path, out_path, *, samples, sampler, steps, s
     s = u.options.sample
     k = samples or s.samples
     sampler, steps = sampler or s.sampler, steps or s.steps
+    spacing = resolve_spacing(sampler, spacing or s.spacing)
     if k <= 0 or steps <= 0:
         raise OptionsError("--samples and --steps must be positive")
     data = read_events(data_path, u.layout, rows=rows)
@@ -182,7 +170,7 @@ def _unfold_rows(u: Unfolder, data_path, out_path, *, samples, sampler, steps, s
     attrs = {**{a: v for a, v in data.attrs.items() if a not in ("n_events", "source_features", "met_features")},
              "unfolded_by": f"lvd {lvd.__version__}", "checkpoint": str(u.step_dir.absolute()),
              "checkpoint_step": u.step, "model": u.options.model.kind, "sampler": sampler, "sampler_steps": int(steps),
-             "sampler_spacing": spacing or s.spacing, "samples_per_event": int(k),
+             "sampler_spacing": spacing, "samples_per_event": int(k),
              "sampling_seed": int(s.seed if seed is None else seed), "input_file": str(Path(data_path).absolute()),
              "unfolded_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     with EventWriter(out_path, attrs=attrs, layout=u.layout) as writer:
@@ -197,9 +185,6 @@ def _unfold_rows(u: Unfolder, data_path, out_path, *, samples, sampler, steps, s
 
 
 def _unfold_file_multiprocess(run_or_checkpoint, data_path, out_path, **kw) -> dict[str, Any]:
-    from lvd.data.merge import merge_files
-    from lvd.data.schema import count_events
-
     k, n = distributed.process_index(), distributed.process_count()
     out_path = Path(out_path)
     part = out_path.with_name(f"{out_path.stem}.part-{k}-of-{n}{out_path.suffix}")

@@ -23,9 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from lvd.distributed import make_mesh
 from lvd.errors import CheckpointError
-from lvd.training.state import TrainState, from_pure, to_pure
+from lvd.training.state import EmaParams, TrainState, from_pure, to_pure
 
 KINDS = ("latest", "best")
 
@@ -127,28 +130,44 @@ def read_meta(step_dir: Path) -> dict[str, Any]:
     return meta
 
 
-def restore_state(step_dir: Path, template: TrainState, sharding=None) -> TrainState:
-    """Restore into the structure (and shardings) of ``template``; the arrays must match in shape and dtype.
+def _replicated(sharding):
+    """``sharding``, or replication over this process's devices when None."""
+    return sharding if sharding is not None else NamedSharding(make_mesh(jax.local_devices()), P())
 
-    ``template`` may be abstract (``jax.ShapeDtypeStruct`` leaves); without a sharding the arrays are
-    replicated over this process's devices.
+
+def _abstract(tree, sharding):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def _check_shapes(step_dir: Path, wanted, restored) -> None:
+    if not all(jax.tree.leaves(jax.tree.map(lambda a, b: a.shape == b.shape, wanted, restored))):
+        raise CheckpointError(f"{step_dir}: parameter shapes differ from the model these options build")
+
+
+def restore_state(step_dir: Path, template: TrainState, sharding=None) -> TrainState:
+    """The whole train state (to resume or warm-start), restored into the structure of ``template``.
+
+    ``template`` may be abstract (``jax.ShapeDtypeStruct`` leaves); the arrays must match in shape and dtype and
+    are placed with ``sharding`` (default: replicated over this process's devices).
     """
     pure = to_pure(template)
-    if sharding is None and not all(isinstance(getattr(x, "sharding", None), jax.sharding.Sharding)
-                                    for x in jax.tree.leaves(pure)):
-        from jax.sharding import NamedSharding
-        from jax.sharding import PartitionSpec as P
-
-        from lvd.data.loader import make_mesh
-
-        sharding = NamedSharding(make_mesh(jax.local_devices()), P())
-
-    def abstract(x):
-        s = sharding if sharding is not None else getattr(x, "sharding", None)
-        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
-
-    restored = _restore(step_dir, state=_ocp().args.StandardRestore(jax.tree.map(abstract, pure))).state
-    shapes = jax.tree.map(lambda a, b: a.shape == b.shape, pure, restored)
-    if not all(jax.tree.leaves(shapes)):
-        raise CheckpointError(f"{step_dir}: parameter shapes differ from the model these options build")
+    restored = _restore(step_dir, state=_ocp().args.StandardRestore(_abstract(pure, _replicated(sharding)))).state
+    _check_shapes(step_dir, pure, restored)
     return from_pure(template, restored)
+
+
+# EmaParams field -> the TrainState field it is stored under
+_EMA_FIELDS = {"step": "step", "sched": "ema_sched", "main": "ema_main", "rest": "rest"}
+
+
+def restore_ema(step_dir: Path, template: EmaParams, sharding=None) -> EmaParams:
+    """Only what sampling needs (EMA parameters, frozen state, step): the optimiser states are not read."""
+    pure = {stored: to_pure(getattr(template, f)) for f, stored in _EMA_FIELDS.items()}
+    ocp = _ocp()
+    target = _abstract(pure, _replicated(sharding))
+    # PyTreeRestore takes the placement from restore_args, not from the target's shardings
+    args = ocp.args.PyTreeRestore(item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                                  partial_restore=True)
+    restored = _restore(step_dir, state=args).state
+    _check_shapes(step_dir, pure, restored)
+    return EmaParams(**{f: from_pure(getattr(template, f), restored[stored]) for f, stored in _EMA_FIELDS.items()})

@@ -1,15 +1,21 @@
-"""The training loop: data, model, jitted steps, validation, logging, checkpoints, interruption and resume."""
+"""Training: :func:`prepare` builds everything a run needs, :func:`fit` runs the jitted steps with hooks.
+
+``train`` is the two together with the standard hooks (log, progress, validation, checkpoints)::
+
+    trainer = prepare(opts, "train.h5", runs_dir="runs")         # data, mesh, model, state, run folder
+    result = fit(trainer, standard_hooks(opts) + [my_hook])
+
+A run stops at ``train.steps``, at ``train.time_limit_minutes`` or at a stop signal (Ctrl-C, SIGTERM, SIGUSR1),
+always with a checkpoint from which ``-c`` resumes exactly.
+"""
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import math
 import os
-import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +28,34 @@ from jax.sharding import PartitionSpec as P
 import lvd
 from lvd import config, distributed
 from lvd.config import Options
-from lvd.data import convert
-from lvd.data.loader import Loader, make_mesh, split_indices
-from lvd.data.representation import Normalizer, layout, raw_arrays
-from lvd.data.schema import EventData, count_events, read_events
-from lvd.errors import CheckpointError, LvdError
-from lvd.models.base import Dims
-from lvd.models.registry import build_model
+from lvd.data.dataset import read_training_events
+from lvd.data.loader import Loader, split_indices
+from lvd.data.representation import Arrays, Normalizer, raw_arrays
+from lvd.distributed import make_mesh
+from lvd.errors import CheckpointError
+from lvd.models.base import Dims, UnfoldingModel
+from lvd.models.registry import build_model, model_class
 from lvd.training import checkpoint as ckpt
-from lvd.training.state import init_state
+from lvd.training.hooks import (
+    Hook,
+    LogTrain,
+    MetricsLog,
+    NoLog,
+    OnStep,
+    Progress,
+    SaveLatest,
+    TrainingError,
+    Validate,
+)
+from lvd.training.run import Checkpoint, frozen_parts, graft, new_run_dir, resumable
+from lvd.training.signals import STOP_SIGNALS, StopRequest
+from lvd.training.state import TrainState, init_state
 from lvd.training.step import make_eval_step, make_train_step
 
-# Options that may change when a run is resumed without making it a different run.
-RESUMABLE_CHANGES = ("name", "train.steps", "train.time_limit_minutes", "train.log_every", "train.validate_every",
-                     "train.checkpoint_every", "train.validation_batches", "sample.")
+__all__ = ["TrainResult", "Trainer", "TrainingError", "fit", "prepare", "standard_hooks", "train"]
 
-
-STOP_CODES = (None, "interrupt", "time limit")
-
-
-class TrainingError(LvdError):
-    """Training cannot go on (e.g. the loss became NaN/inf)."""
+# what may stop a run early, in the order process 0 broadcasts them (index 0: no stop)
+STOP_REASONS = (None, "time limit", *STOP_SIGNALS.values())
 
 
 @dataclass
@@ -52,319 +65,206 @@ class TrainResult:
     best_validation: float
     latest: Path | None
     best: Path | None
-    stopped_by: str  # "steps", "time limit", "interrupt"
+    stopped_by: str  # "steps", "time limit", "interrupt", "SIGTERM", "SIGUSR1"
     history: list[dict[str, Any]]
 
 
-def load_training_data(path: str | os.PathLike, opts: Options, weights: str | os.PathLike | None = None
-                       ) -> tuple[EventData, Options]:
-    """Read an lvd file (or an original-layout ``.npz``) with truth; ``weights`` (a ``.npy``) replaces its weights.
+@dataclass
+class Trainer:
+    """Everything :func:`fit` and the hooks work on; :func:`prepare` builds it."""
 
-    For an ``.npz`` the detector feature names come from the file; unless they include pt/eta/phi/mass the
-    raw representation is used, and the options are adjusted (and say so).
-    """
-    path = Path(path)
-    multi = distributed.process_count() > 1
-    if path.suffix == ".npz":
-        data = convert.read_original_npz(path, weights)
-        if multi:  # the .npz layout cannot be read in pieces: every process loads it and keeps its slice
-            data = data.take(distributed.local_slice(data.n_events))
-        kinematic = all(k in data.source for k in ("pt", "eta", "phi", "mass")) and {"met", "phi"} <= set(data.met)
-        opts = dataclasses.replace(opts, data=dataclasses.replace(
-            opts.data, source_features=tuple(data.source), met_features=tuple(data.met),
-            detector_representation="kinematic" if kinematic else "raw"))
-    else:
-        n_total = count_events(path, layout(opts.data))
-        if opts.data.max_events:
-            n_total = min(n_total, opts.data.max_events)
-        rows = distributed.local_slice(n_total) if multi else slice(0, n_total)
-        data = read_events(path, layout(opts.data), require_truth=True, rows=rows)
-        if weights is not None:
-            data.weights = convert._load_weights(Path(weights), n_total if not multi else count_events(path))[rows]
-    w = data.event_weights()
-    if not np.isfinite(w.sum()) or w.sum() <= 0:
-        raise LvdError(f"{path}: the event weights sum to {w.sum()}; need a positive total")
-    return data, opts
+    opts: Options
+    run_dir: Path
+    mode: str  # "new", "resume" or "warm start"
+    graphdef: nnx.GraphDef
+    state: TrainState
+    normalizer: Normalizer
+    arrays: Arrays  # normalised events of this process
+    train_loader: Loader
+    val_loader: Loader | None
+    base_meta: dict[str, Any]
+    say: Callable[[str], None]
+    best_validation: float = math.inf
+    last_validation: float = math.nan
+    latest: Path | None = None
+    best: Path | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[dict[str, jax.Array]] = field(default_factory=list)  # step metrics not yet logged
+    clock: Callable[[], float] = time.time
 
+    def __post_init__(self):
+        mesh = self.train_loader.mesh
+        self.train_step, self.eval_step = make_train_step(self.graphdef, self.opts, mesh), make_eval_step(
+            self.graphdef, self.opts, mesh)
+        self.writer = ckpt.CheckpointWriter(self.run_dir)
+        self.log = MetricsLog(self.run_dir) if distributed.is_main() else NoLog()
+        self.started = self.clock()
 
-def new_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:
-    """``runs_dir/name/version_K`` with K one past the highest existing version (chosen by process 0)."""
-    base = Path(runs_dir) / name
-    version = -1
-    if distributed.is_main():
-        base.mkdir(parents=True, exist_ok=True)
-        versions = [int(d.name.split("_")[-1]) for d in base.glob("version_*") if d.name.split("_")[-1].isdigit()]
-        version = max(versions, default=-1) + 1
-        (base / f"version_{version}").mkdir()
-    version = int(distributed.broadcast(np.int32(version)))
-    distributed.barrier("run folder")
-    return base / f"version_{version}"
+    @property
+    def step(self) -> int:
+        return int(jax.device_get(self.state.step))
 
+    @property
+    def model_class(self) -> type[UnfoldingModel]:
+        return model_class(self.opts.model.kind)
 
-def _resumable(stored: Options, opts: Options) -> bool:
-    diff = config.differences(opts, stored)
-    return all(any(k == p or (p.endswith(".") and k.startswith(p)) for p in RESUMABLE_CHANGES) for k in diff)
+    @property
+    def mesh(self):
+        return self.train_loader.mesh
 
+    def record(self, split: str, step: int, metrics: dict[str, float]) -> None:
+        """Log a row (metrics.csv, TensorBoard) and keep it in the history."""
+        self.log.write(split, step, metrics)
+        self.history.append({"split": split, "step": step, **metrics})
 
-class MetricsLog:
-    """CSV (always) and TensorBoard (when tensorboardX is installed) side by side."""
+    def last_row(self, split: str) -> dict[str, Any]:
+        return next((h for h in reversed(self.history) if h["split"] == split), {})
 
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / "metrics.csv"
-        self.fields: list[str] | None = None
-        if self.path.exists():
-            with open(self.path) as f:
-                self.fields = next(csv.reader(f), None)
-        try:
-            from tensorboardX import SummaryWriter
+    def validation_loss(self) -> dict[str, float]:
+        """Weighted mean of each loss term over (at most ``train.validation_batches`` of) the validation events."""
+        if self.val_loader is None:
+            return {}
+        sums: dict[str, float] = {}
+        for i, batch in enumerate(self.val_loader.sequential(self.opts.train.validation_batches)):
+            for k, v in jax.device_get(self.eval_step(self.state, batch, np.int32(i))).items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        w = sums.pop("weight")
+        return {k: v / w for k, v in sums.items()}
 
-            self.tb = SummaryWriter(str(run_dir))
-        except ImportError:
-            self.tb = None
+    def save(self, kind: str, step: int) -> Path:
+        epoch, batch = self.train_loader.position(step)
+        meta = {**self.base_meta, "step": step, "epoch": epoch, "batch_in_epoch": batch,
+                "validation_loss": self.last_validation, "best_validation": self.best_validation,
+                "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
+        return self.writer.save(kind, self.state, meta)
 
-    def write(self, split: str, step: int, metrics: dict[str, float]) -> None:
-        row = {"split": split, "step": step, **metrics}
-        if self.fields is None:
-            self.fields = ["split", "step", *sorted(metrics)]
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(self.fields)
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(k, "")) for k in self.fields])
-        if self.tb is not None:
-            for k, v in metrics.items():
-                self.tb.add_scalar(f"{split}/{k}", v, step)
+    def stop_vote(self, step: int, request: StopRequest) -> str | None:
+        """Why to stop after ``step`` (None: go on). With several processes process 0 decides, at logging steps,
+        so that all stop at the same step."""
+        t = self.opts.train
+        stop = request.reason
+        if stop is None and t.time_limit_minutes and self.clock() - self.started > 60 * t.time_limit_minutes:
+            stop = "time limit"
+        if distributed.process_count() == 1:
+            return stop
+        if step % t.log_every and step != t.steps:
+            return None
+        return STOP_REASONS[int(distributed.broadcast(np.int32(STOP_REASONS.index(stop))))]
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        self.writer.close()
+        self.log.close()
 
 
-def _fmt(v: Any) -> Any:
-    return f"{v:.6g}" if isinstance(v, float) else v
+def fit(t: Trainer, hooks: Sequence[Hook]) -> TrainResult:
+    """Train from ``t.state`` to ``train.steps`` or a stop; ``hooks`` log, validate, checkpoint and show progress."""
+    steps, step, stopped_by = t.opts.train.steps, t.step, "steps"
+    for h in hooks:
+        h.start(t)
+    try:
+        with StopRequest() as request:
+            while step < steps:
+                t.state, metrics = t.train_step(t.state, t.train_loader.train_batch(step))
+                step += 1
+                t.pending.append(metrics)
+                for h in hooks:
+                    h.after_step(t, step)
+                stop = t.stop_vote(step, request)
+                for h in hooks:
+                    if h.due(step, final=stop is not None or step == steps):
+                        h(t, step)
+                if stop is not None:
+                    stopped_by = stop
+                    break
+    finally:
+        for h in reversed(hooks):
+            h.end(t)
+        t.close()
+    return TrainResult(run_dir=t.run_dir, step=step, best_validation=t.best_validation, latest=t.latest,
+                       best=t.best, stopped_by=stopped_by, history=t.history)
 
 
-class _Interrupt:
-    """First Ctrl-C asks the loop to save and stop; a second one aborts at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread: no signal handling
-            self._previous = None
-        return self
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+def standard_hooks(opts: Options, progress: Callable[..., Any] | None = None,
+                   on_step: Callable[[int], None] | None = None, extra: Sequence[Hook] = ()) -> list[Hook]:
+    """Log, progress (when a bar factory is given), validation, ``extra``, latest checkpoint; ``on_step`` first."""
+    t = opts.train
+    hooks: list[Hook] = [OnStep(on_step)] if on_step is not None else []
+    hooks.append(LogTrain(t.log_every))
+    if progress is not None and distributed.is_main():
+        hooks.append(Progress(progress, t.log_every))
+    return [*hooks, Validate(t.validate_every), *extra, SaveLatest(t.checkpoint_every)]
 
 
 def train(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.PathLike = "runs",
           checkpoint: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
-          report: Callable[[str], None] | None = None, progress: bool = True, mesh=None,
-          on_step: Callable[[int], None] | None = None) -> TrainResult:
-    """Train ``opts.model.kind`` on ``data_path``; resume from or warm-start with ``checkpoint``.
+          report: Callable[[str], None] | None = None, progress: Callable[..., Any] | None = None, mesh=None,
+          on_step: Callable[[int], None] | None = None, hooks: Sequence[Hook] = ()) -> TrainResult:
+    """Train ``opts.model.kind`` on ``data_path`` with the standard hooks (plus ``hooks``); see :func:`prepare`."""
+    trainer = prepare(opts, data_path, runs_dir=runs_dir, checkpoint=checkpoint, weights=weights, report=report,
+                      mesh=mesh)
+    return fit(trainer, standard_hooks(trainer.opts, progress, on_step, hooks))
 
-    With a checkpoint whose options equal ``opts`` (up to :data:`RESUMABLE_CHANGES`) the run is resumed in
-    its own folder and continues exactly: the next step equals the step the uninterrupted run would have
-    taken. Otherwise its parameters (and EMA) initialise a new run (e.g. the fine-tuning stage).
+
+def prepare(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.PathLike = "runs",
+            checkpoint: str | os.PathLike | None = None, weights: str | os.PathLike | None = None,
+            report: Callable[[str], None] | None = None, mesh=None) -> Trainer:
+    """Data, mesh, model, state and run folder of a new, resumed or warm-started run.
+
+    With a checkpoint whose options equal ``opts`` (up to :data:`lvd.training.run.RESUMABLE_CHANGES`) the run is
+    resumed in its own folder and continues exactly: the next step equals the step the uninterrupted run would
+    have taken. Otherwise its parameters (and EMA) initialise a new run (e.g. the fine-tuning stage).
     """
     say = report if (report is not None and distributed.is_main()) else (lambda s: None)
-    progress = progress and distributed.is_main()
     allsum = distributed.allsum if distributed.process_count() > 1 else None
-    data, opts = load_training_data(data_path, opts, weights)
-    t = opts.train
+    data, opts = read_training_events(data_path, opts, weights)
     raw = raw_arrays(data, opts.data)
-    train_idx, val_idx = split_indices(raw.n_events, opts.data.validation_fraction, t.seed)
-    mode, step_dir, meta, norm = "new", None, None, None
-    if checkpoint is not None:
-        step_dir = ckpt.resolve(checkpoint, prefer="latest")
-        meta = ckpt.read_meta(step_dir)
-        stored = config.from_dict(meta["options"])
-        if stored.model.kind != opts.model.kind:
-            raise CheckpointError(f"{step_dir}: holds a '{stored.model.kind}' model, options ask for '{opts.model.kind}'")
-        mode = "resume" if _resumable(stored, opts) else "warm start"
-        norm = Normalizer.from_dict(meta["normalizer"])
-        norm.check(opts.data)
-    vae = None
-    if opts.model.kind == "ldm" and mode == "new":
-        vae = _frozen_vae(opts)
-        norm = vae[0]  # the latents only mean something in the VAE's normalisation
-        norm.check(opts.data)
-    elif mode == "new":
+    train_idx, val_idx = split_indices(raw.n_events, opts.data.validation_fraction, opts.train.seed)
+    source = Checkpoint.open(checkpoint, prefer="latest") if checkpoint is not None else None
+    if source is not None and source.options.model.kind != opts.model.kind:
+        raise CheckpointError(f"{source.step_dir}: holds a '{source.options.model.kind}' model, options ask for "
+                              f"'{opts.model.kind}'")
+    mode = "new" if source is None else ("resume" if resumable(source.options, opts) else "warm start")
+    frozen = frozen_parts(opts) if mode == "new" else None
+    if source is not None:
+        norm = source.normalizer
+    elif frozen is not None:
+        norm = frozen[0]  # the frozen part only means something in its own normalisation
+    else:
         norm = Normalizer.fit(raw.take(train_idx), opts.data, allsum)
+    norm.check(opts.data)
     arrays = norm.apply(raw)
     del raw
 
     mesh = mesh or make_mesh()
     replicated = NamedSharding(mesh, P())
-    # a resumed run needs only shapes to restore into; a new one draws its initial parameters
-    model = build_model(opts, Dims.from_normalizer(norm), abstract=mode == "resume")
-    graphdef, state = init_state(model, opts, abstract=mode == "resume")
-    del model
     if mode == "resume":
-        state = ckpt.restore_state(step_dir, state, replicated)
-        run_dir = step_dir.parents[2]
+        graphdef, state = source.train_state(replicated)
+        run_dir = source.run_dir
     else:
+        graphdef, state = init_state(build_model(opts, Dims.from_normalizer(norm)), opts)
         state = jax.device_put(state, replicated)
         if mode == "warm start":
-            loaded = ckpt.restore_state(step_dir, state, replicated)
-            state = state.replace(main=loaded.main, sched=loaded.sched, rest=loaded.rest,
-                                  ema_main=loaded.ema_main, ema_sched=loaded.ema_sched)
-        if vae is not None:
-            state = state.replace(rest=_with_vae(state.rest, vae[1], replicated))
+            _, loaded = source.train_state(replicated, opts)
+            state = state.replace(main=loaded.main, sched=loaded.sched, rest=loaded.rest, ema_main=loaded.ema_main,
+                                  ema_sched=loaded.ema_sched)
+        if frozen is not None:
+            state = state.replace(rest=graft(state.rest, frozen[1], replicated))
         run_dir = new_run_dir(runs_dir, opts.name)
     if distributed.is_main():
         (run_dir / "options.yaml").write_text(config.to_yaml(opts))
     n_train, n_val = (int(x) for x in (allsum or (lambda a: a))(np.array([len(train_idx), len(val_idx)])))
     say(f"{mode} run {run_dir} ({n_train:,} training / {n_val:,} validation events, {jax.device_count()} device(s)"
-        + (f" in {distributed.process_count()} processes" if allsum else "") + ")" + (f" from {step_dir}" if step_dir else ""))
+        + (f" in {distributed.process_count()} processes" if allsum else "") + ")"
+        + (f" from {source.step_dir}" if source else ""))
 
-    train_loader = Loader(arrays, train_idx, t.batch_size, t.seed, mesh)
-    val_loader = Loader(arrays, val_idx, t.batch_size, t.seed, mesh) if n_val else None
-    train_step, eval_step = make_train_step(graphdef, opts, mesh), make_eval_step(graphdef, opts, mesh)
-    writer, log = ckpt.CheckpointWriter(run_dir), (MetricsLog(run_dir) if distributed.is_main() else _NoLog())
-    best = float(meta.get("best_validation", math.inf)) if (meta and mode == "resume") else math.inf
-    base_meta = {"lvd_version": lvd.__version__, "options": config.to_dict(opts), "normalizer": norm.to_dict(),
-                 "data_file": str(Path(data_path).absolute()), "n_train": n_train,
-                 "n_validation": n_val, "model": opts.model.kind, "processes": distributed.process_count()}
-
-    def meta_now(step: int, val: float) -> dict[str, Any]:
-        epoch, batch = train_loader.position(step)
-        return {**base_meta, "step": step, "epoch": epoch, "batch_in_epoch": batch, "validation_loss": val,
-                "best_validation": best, "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
-
-    def validate(step: int) -> dict[str, float]:
-        if val_loader is None:
-            return {}
-        sums: dict[str, float] = {}
-        for i, batch in enumerate(val_loader.sequential(t.validation_batches)):
-            for k, v in jax.device_get(eval_step(state, batch, np.int32(i))).items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-        w = sums.pop("weight")
-        return {k: v / w for k, v in sums.items()}
-
-    multi = distributed.process_count() > 1
-    start = int(jax.device_get(state.step))
-    history: list[dict[str, Any]] = []
-    pending: list[dict] = []
-    last_val, stopped_by = math.nan, "steps"
-    latest_path = best_path = None
-    t0 = tick = time.time()
-    tick_step = start
-    from lvd.cli.progress import progress_bar
-
-    bar = progress_bar(t.steps, f"train {opts.model.kind}", unit="steps", extra="{task.fields[info]}") \
-        if progress else _null_bar()
-    with _Interrupt() as interrupt, bar as advance:
-        advance(start, info="")
-        step = start
-        while step < t.steps:
-            state, metrics = train_step(state, train_loader.train_batch(step))
-            step += 1
-            pending.append(metrics)
-            if on_step is not None:
-                on_step(step)
-            stop = None
-            if interrupt.requested:
-                stop = "interrupt"
-            elif t.time_limit_minutes and time.time() - t0 > 60 * t.time_limit_minutes:
-                stop = "time limit"
-            if multi:  # every process must stop at the same step: process 0 decides, at logging steps
-                decided = None
-                if step % t.log_every == 0 or step == t.steps:
-                    code = int(distributed.broadcast(np.int32(STOP_CODES.index(stop))))
-                    decided = STOP_CODES[code]
-                stop = decided
-            if step % t.log_every == 0 or step == t.steps or stop:
-                now = time.time()
-                host = jax.device_get(pending)
-                row = {k: float(np.mean([m[k] for m in host])) for k in host[0] if k != "nonfinite"}
-                if any(m["nonfinite"] for m in host):
-                    raise TrainingError(f"the loss became NaN/inf before step {step}; last good checkpoint: "
-                                        f"{latest_path or 'none'} (lower train.learning_rate or check the data)")
-                row["events_per_s"] = (step - tick_step) * t.batch_size / max(now - tick, 1e-9)
-                row["epoch"] = step / train_loader.steps_per_epoch
-                log.write("train", step, row)
-                history.append({"split": "train", "step": step, **row})
-                info = f"loss {row['loss']:.4f}"
-                if "gamma_0" in row:
-                    info += f" γ₀ {row['gamma_0']:.2f} γ₁ {row['gamma_1']:.2f}"
-                info += f" {row['events_per_s']:,.0f} ev/s"
-                advance(step - tick_step, info=info)
-                pending, tick, tick_step = [], now, step
-            if step % t.validate_every == 0 or step == t.steps or stop:
-                val = validate(step)
-                if val:
-                    last_val = val["loss"]
-                    log.write("validation", step, val)
-                    history.append({"split": "validation", "step": step, **val})
-                    say(f"step {step}: validation loss {last_val:.5f}"
-                        + ("" if last_val >= best else " (best)"))
-                    if last_val < best:
-                        best = last_val
-                        best_path = writer.save("best", state, meta_now(step, last_val))
-            if step % t.checkpoint_every == 0 or step == t.steps or stop:
-                latest_path = writer.save("latest", state, meta_now(step, last_val))
-            if stop:
-                stopped_by = stop
-                break
-    writer.close()
-    log.close()
-    return TrainResult(run_dir=run_dir, step=step, best_validation=best, latest=latest_path, best=best_path,
-                       stopped_by=stopped_by, history=history)
-
-
-def _frozen_vae(opts: Options) -> tuple[Normalizer, dict]:
-    """Normaliser and (EMA) parameters of the stage-1 VAE run named by ``model.vae_checkpoint``."""
-    if not opts.model.vae_checkpoint:
-        raise CheckpointError("model.kind=ldm needs model.vae_checkpoint=RUN (a run trained with --model vae)")
-    step_dir = ckpt.resolve(opts.model.vae_checkpoint)
-    meta = ckpt.read_meta(step_dir)
-    vae_opts = config.from_dict(meta["options"])
-    if vae_opts.model.kind != "vae":
-        raise CheckpointError(f"{step_dir}: model.vae_checkpoint must be a --model vae run, not '{vae_opts.model.kind}'")
-    norm = Normalizer.from_dict(meta["normalizer"])
-    _, template = init_state(build_model(vae_opts, Dims.from_normalizer(norm), abstract=True), vae_opts, abstract=True)
-    state = ckpt.restore_state(step_dir, template)
-    return norm, nnx.to_pure_dict(state.ema_main)
-
-
-def _with_vae(rest, vae_params: dict, sharding):
-    """``rest`` with its ``vae`` subtree replaced by the pre-trained parameters (shapes must agree)."""
-    pure = nnx.to_pure_dict(rest)
-    shapes_ok = jax.tree.structure(pure["vae"]) == jax.tree.structure(vae_params["vae"]) and all(
-        a.shape == b.shape for a, b in zip(jax.tree.leaves(pure["vae"]), jax.tree.leaves(vae_params["vae"]), strict=True))
-    if not shapes_ok:
-        raise CheckpointError("the VAE checkpoint's architecture differs from this LDM's model options "
-                              "(train both stages with the same model.hidden/latent_dim/encoder_layers/decoder_layers)")
-    pure["vae"] = jax.device_put(vae_params["vae"], sharding)
-    new = jax.tree.map(lambda x: x, rest)
-    nnx.replace_by_pure_dict(new, pure)
-    return new
-
-
-class _NoLog:
-    """Processes other than 0 write no logs."""
-
-    def write(self, *args) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class _null_bar:
-    def __enter__(self):
-        return lambda *a, **k: None
-
-    def __exit__(self, *exc):
-        return False
+    t = opts.train
+    meta = {"lvd_version": lvd.__version__, "options": config.to_dict(opts), "normalizer": norm.to_dict(),
+            "data_file": str(Path(data_path).absolute()), "n_train": n_train, "n_validation": n_val,
+            "model": opts.model.kind, "processes": distributed.process_count()}
+    trainer = Trainer(opts=opts, run_dir=run_dir, mode=mode, graphdef=graphdef, state=state, normalizer=norm,
+                      arrays=arrays, train_loader=Loader(arrays, train_idx, t.batch_size, t.seed, mesh),
+                      val_loader=Loader(arrays, val_idx, t.batch_size, t.seed, mesh) if n_val else None,
+                      base_meta=meta, say=say)
+    if mode == "resume":
+        trainer.best_validation = float(source.meta.get("best_validation", math.inf))
+    return trainer

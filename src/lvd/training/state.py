@@ -14,6 +14,35 @@ from lvd.models.base import UnfoldingModel
 from lvd.models.schedule import ScheduleParam
 
 
+def split_model(model: UnfoldingModel) -> tuple[nnx.GraphDef, nnx.State, nnx.State, nnx.State]:
+    """``(graphdef, sched, main, rest)``; :func:`merge` rebuilds the model from them.
+
+    Parameters under the model's ``FROZEN`` attributes go to ``rest`` (never optimised).
+    """
+    trainable = nnx.Param
+    if model.FROZEN:
+        trainable = nnx.All(nnx.Param, nnx.Not(nnx.Any(*(nnx.PathContains(f) for f in model.FROZEN))))
+    return nnx.split(model, ScheduleParam, trainable, ...)
+
+
+def merge(graphdef: nnx.GraphDef, sched: nnx.State, main: nnx.State, rest: nnx.State) -> UnfoldingModel:
+    """The model from the three parts :func:`split_model` makes (the one place that knows their order)."""
+    return nnx.merge(graphdef, sched, main, rest)
+
+
+@struct.dataclass
+class EmaParams:
+    """What sampling needs: the EMA parameters, the non-trainable state and the step they belong to."""
+
+    step: jax.Array  # int32 []
+    sched: nnx.State
+    main: nnx.State
+    rest: nnx.State
+
+    def model(self, graphdef: nnx.GraphDef) -> UnfoldingModel:
+        return merge(graphdef, self.sched, self.main, self.rest)
+
+
 @struct.dataclass
 class TrainState:
     """Everything that changes during training (a pytree; the graph definition is kept apart, static)."""
@@ -27,16 +56,13 @@ class TrainState:
     ema_main: nnx.State
     ema_sched: nnx.State
 
+    def model(self, graphdef: nnx.GraphDef) -> UnfoldingModel:
+        """The model with the current (trained) parameters."""
+        return merge(graphdef, self.sched, self.main, self.rest)
 
-def split_model(model: UnfoldingModel) -> tuple[nnx.GraphDef, nnx.State, nnx.State, nnx.State]:
-    """``(graphdef, sched, main, rest)``; ``nnx.merge(graphdef, sched, main, rest)`` rebuilds the model.
-
-    Parameters under the model's ``FROZEN`` attributes go to ``rest`` (never optimised).
-    """
-    trainable = nnx.Param
-    if model.FROZEN:
-        trainable = nnx.All(nnx.Param, nnx.Not(nnx.Any(*(nnx.PathContains(f) for f in model.FROZEN))))
-    return nnx.split(model, ScheduleParam, trainable, ...)
+    def ema(self) -> EmaParams:
+        """The EMA parameters (used for validation and sampling)."""
+        return EmaParams(step=self.step, sched=self.ema_sched, main=self.ema_main, rest=self.rest)
 
 
 def learning_rate_schedule(peak: float, warmup: int, total: int, final_ratio: float) -> optax.Schedule:
@@ -73,9 +99,10 @@ def init_state(model: UnfoldingModel, opts: Options, abstract: bool = False) -> 
     return graphdef, state
 
 
-def ema_model(graphdef: nnx.GraphDef, state: TrainState) -> UnfoldingModel:
-    """The model with EMA parameters (used for validation and sampling)."""
-    return nnx.merge(graphdef, state.ema_sched, state.ema_main, state.rest)
+def ema_template(model: UnfoldingModel) -> tuple[nnx.GraphDef, EmaParams]:
+    """Graph definition and the (abstract, for an abstract model) :class:`EmaParams` of ``model``: no optimiser."""
+    graphdef, sched, main, rest = split_model(model)
+    return graphdef, EmaParams(step=jax.ShapeDtypeStruct((), jnp.int32), sched=sched, main=main, rest=rest)
 
 
 # --- plain-dict form for checkpoints (independent of flax's Variable metadata) -------------------

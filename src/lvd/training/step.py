@@ -12,8 +12,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from lvd.config import Options
-from lvd.models.base import Batch, loss_scales
-from lvd.training.state import TrainState, optimizers
+from lvd.data.loader import Batch
+from lvd.distributed import make_mesh
+from lvd.models.base import loss_scales
+from lvd.training.state import TrainState, merge, optimizers
 
 VALIDATION_KEY_OFFSET = 1_000_003  # validation keys never coincide with a training step's
 
@@ -31,17 +33,11 @@ def _weighted(w: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def _metrics(model, out, w, total) -> dict[str, jax.Array]:
-    metrics = {"loss": total, **{k: _weighted(w, v) for k, v in out.terms.items()}}
-    if hasattr(model, "schedule"):
-        g0, g1 = model.schedule.endpoints()
-        metrics |= {"gamma_0": g0, "gamma_1": g1}
-    return metrics
+    return {"loss": total, **{k: _weighted(w, v) for k, v in out.terms.items()}, **model.metrics()}
 
 
 def _shardings(mesh) -> tuple[NamedSharding, NamedSharding]:
     """(replicated, batch-split) shardings on ``mesh``; default: all devices."""
-    from lvd.data.loader import make_mesh
-
     mesh = mesh or make_mesh()
     return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
@@ -64,7 +60,7 @@ def make_train_step(graphdef: nnx.GraphDef, opts: Options, mesh=None
         w = batch.weight / jnp.sum(batch.weight)
 
         def objective(main, sched):
-            model = nnx.merge(graphdef, sched, main, state.rest)
+            model = merge(graphdef, sched, main, state.rest)
             out = model.loss(batch, key, loss_scales(opts.loss, state.step))
             total = _weighted(w, out.total)
             variance = jnp.var(out.diffusion) if out.diffusion is not None else jnp.zeros(())
@@ -104,7 +100,7 @@ def make_eval_step(graphdef: nnx.GraphDef, opts: Options, mesh=None) -> Callable
     seed = opts.train.seed
 
     def eval_step(state: TrainState, batch: Batch, index: jax.Array) -> dict:
-        model = nnx.merge(graphdef, state.ema_sched, state.ema_main, state.rest)
+        model = state.ema().model(graphdef)
         out = model.loss(batch, step_key(seed + VALIDATION_KEY_OFFSET, index))
         w = batch.weight
         return {"weight": jnp.sum(w), **{k: _weighted(w, v) for k, v in {"loss": out.total, **out.terms}.items()}}

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lvd.config import Options
+from lvd.errors import OptionsError
 from lvd.models.base import (
     Batch,
     Dims,
@@ -24,7 +25,7 @@ from lvd.models.base import (
 )
 from lvd.models.denoiser import Denoiser
 from lvd.models.detector_encoder import DetectorEncoder
-from lvd.models.diffusion import diffusion_terms, sample_clean_latent
+from lvd.models.diffusion import DiffusionModel, diffusion_terms, sample_clean_latent
 from lvd.models.schedule import NoiseSchedule
 from lvd.models.vae import Decoder, Encoder, gaussian_kl
 
@@ -65,10 +66,17 @@ class VAE(UnfoldingModel):
         return self.vae.decoder(z)
 
 
-class LDM(UnfoldingModel):
+class LDM(DiffusionModel):
     """Stage 2: conditional latent diffusion on the frozen VAE's (mean) latents."""
 
     FROZEN = ("vae",)
+    FROZEN_KIND = "vae"  # the run kind frozen_source must be
+
+    @classmethod
+    def frozen_source(cls, opts: Options) -> str | None:
+        if not opts.model.vae_checkpoint:
+            raise OptionsError("model.kind=ldm needs model.vae_checkpoint=RUN (a run trained with --model vae)")
+        return opts.model.vae_checkpoint
 
     def __init__(self, opts: Options, dims: Dims, *, rngs: nnx.Rngs):
         m, s = opts.model, opts.schedule

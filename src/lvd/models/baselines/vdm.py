@@ -14,17 +14,16 @@ from lvd.models.base import (
     Dims,
     LossOutput,
     LossScales,
-    UnfoldingModel,
     consistency_terms,
     loss_scales,
 )
 from lvd.models.denoiser import Denoiser
 from lvd.models.detector_encoder import DetectorEncoder
-from lvd.models.diffusion import diffusion_terms, sample_clean_latent
+from lvd.models.diffusion import DiffusionModel, diffusion_terms, sample_clean_latent
 from lvd.models.schedule import NoiseSchedule
 
 
-class VDM(UnfoldingModel):
+class VDM(DiffusionModel):
     """``ε̂(x_t, c, γ_t)`` on ``x ∈ R⁵⁵`` (identity encoder and decoder), conditioned on the detector embedding.
 
     Loss: the diffusion and prior terms of LVD, the Gaussian likelihood ``−log N(x; z₀/α₀, e^{γ₀})`` of the

@@ -30,13 +30,13 @@ from typing import ClassVar, final
 import jax
 import jax.numpy as jnp
 
+from lvd.config import SAMPLER_NAMES, SPACINGS
 from lvd.errors import OptionsError
 
 Array = jax.Array
 EpsFn = Callable[[Array, Array], Array]  # (z_t [B, L], gamma_t [B]) -> eps_hat [B, L]
 GammaFn = Callable[[Array], Array]  # t (any shape) -> gamma (same shape); monotone increasing
 
-SPACINGS = ("t", "lambda")
 
 __all__ = [
     "DDIM",
@@ -48,6 +48,7 @@ __all__ = [
     "GammaFn",
     "Sampler",
     "get_sampler",
+    "resolve_spacing",
     "invert_gamma",
     "time_grid",
 ]
@@ -325,11 +326,17 @@ class DPMSolverPP(Sampler):
         return z0
 
 
-SAMPLERS: dict[str, type[Sampler]] = {
-    Ancestral.name: Ancestral,
-    DDIM.name: DDIM,
-    DPMSolverPP.name: DPMSolverPP,
-}
+SAMPLERS: dict[str, type[Sampler]] = {cls.name: cls for cls in (Ancestral, DDIM, DPMSolverPP)}
+assert tuple(SAMPLERS) == SAMPLER_NAMES, "every sampler name of the options has exactly one class"
+
+
+def resolve_spacing(sampler: str, spacing: str | None) -> str:
+    """The time grid a sampler actually uses: ``spacing``, or the sampler's own default for None/"default"."""
+    if spacing in (None, "default"):
+        return get_sampler(sampler).default_spacing
+    if spacing not in SPACINGS:
+        raise OptionsError(f"unknown time spacing {spacing!r}; valid: default, {', '.join(SPACINGS)}")
+    return spacing
 
 
 def get_sampler(name: str) -> Sampler:
