@@ -39,6 +39,11 @@ class DataOptions:
     mask_name: str = "MASK"
     source_features: tuple[str, ...] = ("pt", "eta", "phi", "mass", "btag", "is_electron", "is_muon", "charge")
     met_features: tuple[str, ...] = ("met", "phi")
+    # Names in the file where they differ from lvd's (SPANet-style files), as "lvd_name=file_name":
+    # features of any group (e.g. [is_electron=etag, is_muon=utag, charge=qtag]; phi is also read from
+    # sin_phi/cos_phi), and truth particles under truth_group (e.g. [b_lep=lt/b, q1=ht/q1, ...]).
+    feature_names: tuple[str, ...] = ()
+    particle_names: tuple[str, ...] = ()
     # 'kinematic': objects become (px, py, pz, log(E+1), log pT, η, sin φ, cos φ) + the other source features;
     # needs pt/eta/phi/mass. 'raw': the source features are used as they are (e.g. an imported .npz).
     detector_representation: Literal["kinematic", "raw"] = "kinematic"

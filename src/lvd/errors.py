@@ -15,3 +15,7 @@ class OptionsError(LvdError):
 
 class CheckpointError(LvdError):
     """A checkpoint or run folder cannot be found or read."""
+
+
+class TrainingError(LvdError):
+    """Training cannot go on (e.g. the loss became NaN/inf); the message names the last good checkpoint."""

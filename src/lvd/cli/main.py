@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from lvd.cli import publish
 from lvd.errors import LvdError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -138,6 +139,13 @@ def convert_npz(
     layout = FileLayout(source_features=tuple(data.source), met_features=tuple(data.met))
     write_events(out, data, layout)
     console.print(f"wrote {out}: {data.n_events:,} events, detector features {', '.join(data.source)}")
+
+
+# Other people's files in, publishable histograms out (the command bodies are in lvd.cli.publish).
+convert_app.command("delphes")(publish.convert_delphes)
+convert_app.command("nanoaod")(publish.convert_nanoaod)
+convert_app.command("spanet")(publish.convert_spanet)
+app.command("histogram")(publish.histogram_cmd)
 
 
 @app.command("train", context_settings={"allow_interspersed_args": True})

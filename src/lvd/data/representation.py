@@ -31,7 +31,8 @@ def layout(opts: DataOptions) -> FileLayout:
     """The file layout the data options describe."""
     return FileLayout(source_group=opts.source_group, met_group=opts.met_group, truth_group=opts.truth_group,
                       weight_dataset=opts.weight_dataset, mask_name=opts.mask_name,
-                      source_features=tuple(opts.source_features), met_features=tuple(opts.met_features))
+                      source_features=tuple(opts.source_features), met_features=tuple(opts.met_features),
+                      feature_names=tuple(opts.feature_names), particle_names=tuple(opts.particle_names))
 
 
 def object_feature_names(opts: DataOptions) -> list[str]:

@@ -3,6 +3,10 @@
 The AUC of a classifier trained on half of the events and scored on the other half: 0.5 means the two
 multi-dimensional distributions are indistinguishable, 1 means disjoint. The uncertainty is the bootstrap
 standard deviation of the held-out AUC. Training is one jitted ``lax.scan`` over full-batch Adam steps.
+
+Negative event weights (NLO samples): the classifier trains on |w| (a loss with negative terms is unbounded
+below and need not converge), and the held-out AUC is scored with the signed weights. Any fixed classifier
+scores 0.5 on indistinguishable samples, so the test stays valid; only its power depends on the training.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from lvd.errors import DataError
 
 
 def weighted_auc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
@@ -48,12 +54,18 @@ def c2st(truth: np.ndarray, other: np.ndarray, w_truth: np.ndarray | None = None
     y = np.concatenate([np.zeros(len(truth)), np.ones(len(other))])
     w = np.concatenate([np.ones(len(truth)) if w_truth is None else w_truth,
                         np.ones(len(other)) if w_other is None else w_other]).astype(np.float64)
+    for label, name in ((0, "truth"), (1, "unfolded")):
+        if not w[y == label].sum() > 0:
+            raise DataError(f"classifier test: the {name} events' weights sum to {w[y == label].sum():.6g}; "
+                            "the AUC needs a positive total per class")
     # balance the classes, standardise the features
     w = np.where(y == 1, w / w[y == 1].sum(), w / w[y == 0].sum())
+    w_train = np.abs(w)
+    w_train = np.where(y == 1, w_train / w_train[y == 1].sum(), w_train / w_train[y == 0].sum())
     x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-9)
     rng = np.random.default_rng(seed)
     test = rng.random(len(x)) < 0.5
-    xtr, ytr, wtr = (jnp.asarray(a[~test], jnp.float32) for a in (x, y, w))
+    xtr, ytr, wtr = (jnp.asarray(a[~test], jnp.float32) for a in (x, y, w_train))
     tx = optax.adam(3e-3)
     params = _mlp_init(jax.random.key(seed), [x.shape[1], hidden, hidden, 1])
 

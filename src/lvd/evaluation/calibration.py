@@ -6,11 +6,16 @@ makes the nominal level exact for any K: the central interval of level ``c`` dro
 ranks at each end, at least ``(K+1)(1−c)/2`` and at least one, and covers the truth with probability
 ``len/(K+1)`` ≤ c, the nominal level reported (all K+1 ranks would cover trivially: for K = 8 the
 "95 %" interval is ranks 1…7, nominal 7/9).
+
+Event weights may be negative (NLO samples): fractions and histograms are weighted sums over a positive
+total; a negative total is refused.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from lvd.errors import DataError
 
 
 def truth_ranks(samples: np.ndarray, truth: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -35,6 +40,8 @@ def coverage(ranks: np.ndarray, k: int, level: float, weights: np.ndarray | None
     lo, hi, nominal = central_ranks(k, level)
     inside = ((ranks >= lo) & (ranks <= hi)).astype(np.float64)
     w = np.ones(len(ranks)) if weights is None else np.asarray(weights, np.float64)
+    if not np.sum(w) > 0:
+        raise DataError(f"coverage: the event weights sum to {np.sum(w):.6g}; a fraction needs a positive total")
     frac = float(np.sum(w * inside) / np.sum(w))
     n_eff = np.sum(w) ** 2 / np.sum(w**2)
     return {"coverage": frac, "nominal": nominal, "error": float(np.sqrt(nominal * (1 - nominal) / n_eff))}

@@ -1,7 +1,9 @@
 """Event-weighted distances between two samples of a 1-D observable, with bootstrap uncertainties (DESIGN 5).
 
-Every distance takes ``(u, v, wu, wv)``: values and (possibly negative-free) weights of the two samples.
-Weights act as counts: a weight-2 event is the same as two copies of it.
+Every distance takes ``(u, v, wu, wv)``: values and weights of the two samples. Weights act as counts: a
+weight-2 event is the same as two copies of it. Weights may be negative (NLO samples): the CDF distances
+(Wasserstein, energy, KS) are defined through the weighted empirical CDFs and need only a positive total
+per sample; KL and JS need non-negative bins and are NaN (undefined) for a histogram with a negative bin.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 from scipy.special import rel_entr
+
+from lvd.errors import DataError
 
 Distance = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]
 
@@ -20,14 +23,34 @@ def _w(x: np.ndarray, w: np.ndarray | None) -> np.ndarray:
     return np.ones(len(x)) if w is None else np.asarray(w, np.float64)
 
 
+def _cdf_gaps(u, v, wu, wv) -> tuple[np.ndarray, np.ndarray]:
+    """``F_u − F_v`` of the weighted empirical CDFs on each interval between pooled values, and the widths."""
+    u, v = np.asarray(u, np.float64), np.asarray(v, np.float64)
+    wu, wv = _w(u, wu), _w(v, wv)
+    for name, w in (("first", wu), ("second", wv)):
+        if not w.sum() > 0:
+            raise DataError(f"the {name} sample's weights sum to {w.sum():.6g}: a distance between "
+                            "distributions needs a positive total")
+    grid = np.sort(np.concatenate([u, v]))
+
+    def cdf(x, w):
+        order = np.argsort(x, kind="stable")
+        cum = np.concatenate([[0.0], np.cumsum(w[order])]) / w.sum()
+        return cum[np.searchsorted(x[order], grid[:-1], side="right")]
+
+    return cdf(u, wu) - cdf(v, wv), np.diff(grid)
+
+
 def wasserstein(u, v, wu=None, wv=None) -> float:
-    """1-D Wasserstein-1 (earth mover's) distance."""
-    return float(stats.wasserstein_distance(u, v, _w(u, wu), _w(v, wv)))
+    """1-D Wasserstein-1 (earth mover's) distance ``∫|F_u − F_v| dx``."""
+    gaps, widths = _cdf_gaps(u, v, wu, wv)
+    return float(np.sum(np.abs(gaps) * widths))
 
 
 def energy(u, v, wu=None, wv=None) -> float:
-    """1-D energy distance ``sqrt(2E|X−Y| − E|X−X'| − E|Y−Y'|)``."""
-    return float(stats.energy_distance(u, v, _w(u, wu), _w(v, wv)))
+    """1-D energy distance ``sqrt(2E|X−Y| − E|X−X'| − E|Y−Y'|) = sqrt(2∫(F_u − F_v)² dx)``."""
+    gaps, widths = _cdf_gaps(u, v, wu, wv)
+    return float(np.sqrt(2.0 * np.sum(gaps**2 * widths)))
 
 
 def ks(u, v, wu=None, wv=None) -> float:
@@ -53,7 +76,9 @@ def histogram(x, w, edges) -> np.ndarray:
 
 def kl_divergence(p: np.ndarray, q: np.ndarray, eps: float = 1e-10) -> float:
     """``KL(p ‖ q) = Σ p log(p/q)`` of two normalised histograms (empty bins regularised by ``eps``;
-    with ``eps=0`` a bin with p = 0 contributes 0 and one with p > 0 = q gives +inf)."""
+    with ``eps=0`` a bin with p = 0 contributes 0 and one with p > 0 = q gives +inf). NaN if a bin is negative."""
+    if _negative_bin(p, q):
+        return float("nan")
     p, q = np.asarray(p, np.float64) + eps, np.asarray(q, np.float64) + eps
     p, q = p / p.sum(), q / q.sum()
     return float(np.sum(rel_entr(p, q)))
@@ -61,10 +86,17 @@ def kl_divergence(p: np.ndarray, q: np.ndarray, eps: float = 1e-10) -> float:
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
     """Jensen–Shannon divergence (natural log; 0 for equal, ln 2 for disjoint histograms). Always finite:
-    the mixture m is positive wherever p or q is."""
+    the mixture m is positive wherever p or q is. NaN if a bin is negative."""
+    if _negative_bin(p, q):
+        return float("nan")
     p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
     m = 0.5 * (p + q)
     return float(0.5 * np.sum(rel_entr(p, m)) + 0.5 * np.sum(rel_entr(q, m)))
+
+
+def _negative_bin(*hists) -> bool:
+    """A histogram of negatively weighted events may have a negative bin, where a divergence is undefined."""
+    return any(bool(np.any(np.asarray(h) < 0)) for h in hists)
 
 
 def binned(fn, edges) -> Distance:

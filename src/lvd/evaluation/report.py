@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-import lvd
 from lvd import physics
 from lvd.data.schema import EventData, read_events, source_layout
 from lvd.errors import DataError
@@ -27,6 +26,7 @@ from lvd.evaluation.observables import (
     peak_position,
     w_constraint_pz,
 )
+from lvd.version import __version__
 
 SCHEMA = "lvd-metrics/1"
 KEY_OBSERVABLES = ("m_t_had", "m_t_lep", "m_W_had", "m_W_lep", "m_ttbar", "pt_t_had", "pt_t_lep", "nu_pz")
@@ -105,6 +105,9 @@ def evaluate(unfolded_path: str | os.PathLike, out_dir: str | os.PathLike, truth
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     w = truth_data.event_weights().astype(np.float64)
+    if not w.sum() > 0:  # negative weights are fine (NLO samples), a non-positive total defines no distribution
+        raise DataError(f"{truth_path or path}: the event weights sum to {w.sum():.6g}; evaluation needs a "
+                        "positive total")
     k = next(iter(data.unfolded["neutrino"].values())).shape[1]
     say("observables")
     tru, unf = derived(truth_data.truth), derived(data.unfolded)
@@ -116,7 +119,8 @@ def evaluate(unfolded_path: str | os.PathLike, out_dir: str | os.PathLike, truth
                    "model": data.attrs.get("model"), "checkpoint": data.attrs.get("checkpoint"),
                    "sampler": data.attrs.get("sampler"), "sampler_steps": data.attrs.get("sampler_steps"),
                    "samples_per_event": k, "n_events": data.n_events, "weight_sum": float(w.sum()),
-                   "bootstrap": n_boot, "lvd_version": lvd.__version__, "evaluated_at": time.strftime("%Y-%m-%d %H:%M:%S")},
+                   "negative_weights": int((w < 0).sum()),
+                   "bootstrap": n_boot, "lvd_version": __version__, "evaluated_at": time.strftime("%Y-%m-%d %H:%M:%S")},
         "observables": {},
     }
     files: dict[str, list[str]] = {}
@@ -224,6 +228,8 @@ def write_outputs(out: Path, result: dict[str, Any]) -> None:
 
 
 def _fmt(v: dict[str, float]) -> str:
+    if not np.isfinite(v["value"]):
+        return "undefined"  # KL/JS of a histogram with a negative bin (negative event weights)
     return f"{v['value']:.4g} ± {v['error']:.2g}" if np.isfinite(v["error"]) else f"{v['value']:.4g}"
 
 
@@ -234,7 +240,8 @@ def markdown(r: dict[str, Any]) -> str:
              f"- unfolded file: `{s['unfolded_file']}`", f"- truth: `{s['truth_file']}`",
              f"- checkpoint: `{s.get('checkpoint')}`",
              f"- sampler: {s.get('sampler')} ({s.get('sampler_steps')} steps), {s['samples_per_event']} samples per event",
-             f"- events: {s['n_events']:,} (weight sum {s['weight_sum']:.6g}); bootstrap replicas: {s['bootstrap']}",
+             f"- events: {s['n_events']:,} (weight sum {s['weight_sum']:.6g}, {s.get('negative_weights', 0):,} "
+             f"negative weights); bootstrap replicas: {s['bootstrap']}",
              f"- lvd {s['lvd_version']}, {s['evaluated_at']}", "",
              "## Headline", "",
              "| observable | W1 unfolded | W1 naive | peak unfolded (truth) | coverage 68 % | coverage 95 % |",
@@ -256,7 +263,8 @@ def markdown(r: dict[str, Any]) -> str:
         lines += ["![mass peaks](plots/mass_peaks.png)", ""]
     lines += ["## Distances to the truth (all observables)", "",
               "Event-weighted; ± is the bootstrap standard deviation. KL and JS use the fixed binning stored in "
-              "metrics.json (`binning`). 'naive' is the detector-level estimate where one exists.", "",
+              "metrics.json (`binning`); they are undefined where negative event weights leave a bin "
+              "negative. 'naive' is the detector-level estimate where one exists.", "",
               "| observable | source | Wasserstein-1 | energy | KS | KL | JS |", "|---|---|---|---|---|---|---|"]
     for e in obs.values():
         for source, ms in e["distances"].items():

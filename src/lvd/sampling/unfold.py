@@ -25,7 +25,6 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-import lvd
 from lvd import distributed, physics
 from lvd.data.merge import merge_files
 from lvd.data.representation import N_PARTON_FEATURES, N_PARTONS, Arrays, layout, raw_arrays
@@ -34,6 +33,7 @@ from lvd.distributed import make_mesh
 from lvd.errors import OptionsError
 from lvd.models.samplers import resolve_spacing
 from lvd.training.run import Checkpoint
+from lvd.version import __version__
 
 UNFOLDED_FEATURES = ("pt", "eta", "phi", "mass", "energy")
 
@@ -168,7 +168,7 @@ def _unfold_rows(u: Unfolder, data_path, out_path, *, samples, sampler, steps, s
     data = read_events(data_path, u.layout, rows=rows)
     arrays = u.prepare(data)
     attrs = {**{a: v for a, v in data.attrs.items() if a not in ("n_events", "source_features", "met_features")},
-             "unfolded_by": f"lvd {lvd.__version__}", "checkpoint": str(u.step_dir.absolute()),
+             "unfolded_by": f"lvd {__version__}", "checkpoint": str(u.step_dir.absolute()),
              "checkpoint_step": u.step, "model": u.options.model.kind, "sampler": sampler, "sampler_steps": int(steps),
              "sampler_spacing": spacing, "samples_per_event": int(k),
              "sampling_seed": int(s.seed if seed is None else seed), "input_file": str(Path(data_path).absolute()),

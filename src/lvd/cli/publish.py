@@ -1,0 +1,197 @@
+"""``lvd convert delphes|nanoaod|spanet`` and ``lvd histogram``: a physicist's files in, publishable results out.
+
+The command functions are registered in :mod:`lvd.cli.main`; each parses, calls one library function and
+prints. Heavy imports (uproot, hepdata_lib, matplotlib) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lvd.errors import LvdError
+
+# --- options shared by the ROOT readers --------------------------------------------------------------
+LeptonPt = Annotated[float, typer.Option(help="Selected lepton: pT above this [GeV].")]
+VetoPt = Annotated[float, typer.Option(help="Veto: no further lepton above this pT [GeV].")]
+JetPt = Annotated[float, typer.Option(help="Selected jets: pT above this [GeV].")]
+MaxEta = Annotated[float, typer.Option(help="Selected lepton and jets: |η| below this.")]
+MinJets = Annotated[int, typer.Option(help="At least this many selected jets.")]
+MinBtags = Annotated[int, typer.Option(help="At least this many b-tagged selected jets.")]
+MaxJets = Annotated[int, typer.Option(help="Jets kept per event, by pT (object axis = 1 + this).")]
+NoTruth = Annotated[bool, typer.Option("--no-truth", help="Real data / no tt̄ chain: write no TRUTH group.")]
+Chunk = Annotated[int, typer.Option("--chunk", help="Events per chunk read (memory is bounded by it).")]
+Weight = Annotated[str | None, typer.Option("--weight-branch", help="Event-weight branch ('none': unweighted; default: used when present).")]
+
+
+def _cuts(lepton_pt, veto_lepton_pt, jet_pt, max_eta, min_jets, min_btags, max_jets, lepton_jet_dr):
+    from lvd.data.readers.selection import Cuts
+
+    return Cuts(lepton_pt=lepton_pt, veto_lepton_pt=veto_lepton_pt, jet_pt=jet_pt, max_eta=max_eta,
+                min_jets=min_jets, min_btags=min_btags, max_jets=max_jets, lepton_jet_dr=lepton_jet_dr)
+
+
+def _weight(branch: str | None, default: str) -> tuple[str | None, bool]:
+    """(branch, required) from --weight-branch."""
+    if branch is None:
+        return default, False
+    return (None, False) if branch.lower() == "none" else (branch, True)
+
+
+def _run_root(source, out: Path, cuts, no_truth: bool, chunk: int, what: str) -> None:
+    from lvd.cli.progress import console, progress_bar
+    from lvd.data.readers import root
+
+    root.require_record(source, not no_truth)  # before the progress bar: a refusal stays one line
+    with progress_bar(source.n_entries, f"{what} → lvd") as advance:
+        attrs = root.convert(source, out, cuts, with_truth=not no_truth, step=chunk, on_progress=advance)
+    cf = attrs["cutflow"]
+    text = (f"wrote {out}: {attrs['n_events']:,} events of {attrs['n_read']:,} read; selection "
+            f"{cf['min_btags']:,}/{cf['generated']:,} = {cf['min_btags'] / max(cf['generated'], 1):.3f}")
+    if "truth_cutflow" in attrs:
+        skipped = {k: v for k, v in attrs["truth_cutflow"].items() if k not in ("read", "semileptonic") and v}
+        if skipped:
+            text += "; skipped (no semi-leptonic e/μ tt̄ chain): " + ", ".join(f"{k} {v:,}" for k, v in skipped.items())
+    console.print(text)
+
+
+def convert_delphes(
+    inp: Annotated[Path, typer.Argument(help="Delphes ROOT file (tree 'Delphes').")],
+    out: Annotated[Path, typer.Argument(help="Output lvd .h5 file (written atomically).")],
+    tree: Annotated[str, typer.Option(help="Tree name.")] = "Delphes",
+    jets: Annotated[str, typer.Option(help="Jet collection (e.g. JetPUPPI).")] = "Jet",
+    electrons: Annotated[str, typer.Option(help="Electron collection.")] = "Electron",
+    muons: Annotated[str, typer.Option(help="Muon collection.")] = "Muon",
+    met: Annotated[str, typer.Option(help="Missing-ET collection (e.g. PuppiMissingET).")] = "MissingET",
+    particles: Annotated[str, typer.Option(help="Generator-record collection.")] = "Particle",
+    btag_bit: Annotated[int, typer.Option(help="Bit of Jet.BTag that is the b-tag working point.")] = 0,
+    weight_branch: Weight = None,
+    lepton_pt: LeptonPt = 25.0, veto_lepton_pt: VetoPt = 10.0, jet_pt: JetPt = 25.0, max_eta: MaxEta = 2.5,
+    min_jets: MinJets = 4, min_btags: MinBtags = 1, max_jets: MaxJets = 10,
+    lepton_jet_dr: Annotated[float, typer.Option(help="Drop jets within this ΔR of the lepton (Delphes' "
+                                                      "UniqueObjectFinder already did: 0).")] = 0.0,
+    no_truth: NoTruth = False,
+    chunk: Chunk = 20_000,
+) -> None:
+    """Delphes ROOT file -> lvd file: lvd's selection, truth from the Particle record's tt̄ chain."""
+    from lvd.data.readers.delphes import DelphesNames, DelphesSource
+
+    weight, required = _weight(weight_branch, "Event.Weight")
+    names = DelphesNames(tree=tree, jets=jets, electrons=electrons, muons=muons, met=met, particles=particles,
+                         weight=weight, weight_required=required, btag_bit=btag_bit)
+    cuts = _cuts(lepton_pt, veto_lepton_pt, jet_pt, max_eta, min_jets, min_btags, max_jets, lepton_jet_dr)
+    _run_root(DelphesSource(inp, names), out, cuts, no_truth, chunk, "delphes")
+
+
+def convert_nanoaod(
+    inp: Annotated[Path, typer.Argument(help="CMS NanoAOD ROOT file (tree 'Events').")],
+    out: Annotated[Path, typer.Argument(help="Output lvd .h5 file (written atomically).")],
+    tree: Annotated[str, typer.Option(help="Tree name.")] = "Events",
+    btag_branch: Annotated[str, typer.Option(help="b-tag discriminant branch.")] = "Jet_btagDeepFlavB",
+    btag_wp: Annotated[float, typer.Option(help="b-tag working point (discriminant above it; default: DeepJet medium, 2018 UL).")] = 0.2783,
+    jet_id_bit: Annotated[int, typer.Option(help="Required bit of Jet_jetId (1: tight); -1: none.")] = 1,
+    electron_id: Annotated[int, typer.Option(help="Electron_cutBased at least this (4: tight); -1: none.")] = 4,
+    muon_tight_id: Annotated[bool, typer.Option(help="Require Muon_tightId.")] = True,
+    muon_iso: Annotated[float, typer.Option(help="Muon_pfRelIso04_all below this; 0: no cut.")] = 0.15,
+    met: Annotated[str, typer.Option(help="MET branch prefix (MET, PuppiMET, ...).")] = "MET",
+    weight_branch: Weight = None,
+    lepton_pt: LeptonPt = 25.0, veto_lepton_pt: VetoPt = 10.0, jet_pt: JetPt = 25.0, max_eta: MaxEta = 2.5,
+    min_jets: MinJets = 4, min_btags: MinBtags = 1, max_jets: MaxJets = 10,
+    lepton_jet_dr: Annotated[float, typer.Option(help="Drop jets within this ΔR of the lepton (NanoAOD jets "
+                                                      "contain it); 0: keep all.")] = 0.4,
+    no_truth: NoTruth = False,
+    chunk: Chunk = 20_000,
+) -> None:
+    """CMS NanoAOD ROOT file -> lvd file: lvd's selection, truth from GenPart's tt̄ chain (--no-truth for data)."""
+    from lvd.data.readers.nanoaod import NanoNames, NanoSource
+
+    weight, required = _weight(weight_branch, "genWeight")
+    names = NanoNames(tree=tree, btag=btag_branch, btag_wp=btag_wp, jet_id_bit=jet_id_bit, electron_id=electron_id,
+                      muon_tight_id=muon_tight_id, muon_iso=muon_iso, met=met, weight=weight,
+                      weight_required=required)
+    cuts = _cuts(lepton_pt, veto_lepton_pt, jet_pt, max_eta, min_jets, min_btags, max_jets, lepton_jet_dr)
+    _run_root(NanoSource(inp, names), out, cuts, no_truth, chunk, "nanoaod")
+
+
+def convert_spanet(
+    inp: Annotated[Path, typer.Argument(help="SPANet-style HDF5 file.")],
+    out: Annotated[Path, typer.Argument(help="Output lvd .h5 file (written atomically).")],
+    options: Annotated[str | None, typer.Option("--options", help="Options .yaml whose data.* names describe the file (flags override).")] = None,
+    source_group: Annotated[str | None, typer.Option(help="Group of the padded objects (e.g. INPUTS/Momenta).")] = None,
+    met_group: Annotated[str | None, typer.Option(help="Group of the MET features.")] = None,
+    truth_group: Annotated[str | None, typer.Option(help="Group holding the parton-level truth.")] = None,
+    mask: Annotated[str | None, typer.Option(help="Name of the mask dataset.")] = None,
+    source_features: Annotated[str | None, typer.Option(help="lvd names of the object features, comma-separated.")] = None,
+    met_features: Annotated[str | None, typer.Option(help="lvd names of the MET features, comma-separated.")] = None,
+    names: Annotated[str | None, typer.Option("--names", help="lvd_name=file_name pairs, e.g. is_muon=utag,met=MET (phi also from sin_phi/cos_phi).")] = None,
+    particles: Annotated[str | None, typer.Option("--particles", help="particle=subgroup pairs under the truth group, e.g. b_lep=lt/b,lepton=lt/l.")] = None,
+    no_truth: NoTruth = False,
+    chunk: Chunk = 100_000,
+) -> None:
+    """SPANet-style HDF5 -> lvd file, with the group and feature names given (or taken from --options)."""
+    import dataclasses
+
+    from lvd.cli.progress import console, progress_bar
+    from lvd.data.readers import spanet
+    from lvd.data.schema import DEFAULT_LAYOUT, count_events
+
+    base = DEFAULT_LAYOUT
+    if options is not None:
+        from lvd import config
+        from lvd.data.representation import layout
+
+        base = layout(config.load_options(options).data)
+    given = {"source_group": source_group, "met_group": met_group, "truth_group": truth_group, "mask_name": mask,
+             "source_features": _tuple(source_features), "met_features": _tuple(met_features),
+             "feature_names": _tuple(names), "particle_names": _tuple(particles)}
+    lay = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+    with progress_bar(count_events(inp, lay), "spanet → lvd") as advance:
+        attrs = spanet.convert(inp, out, lay, with_truth=not no_truth, step=chunk, on_progress=advance)
+    console.print(f"wrote {out}: {attrs['n_events']:,} events, object features {', '.join(lay.source_features)}"
+                  + ("" if no_truth else ", with truth"))
+
+
+def histogram_cmd(
+    unfolded: Annotated[Path, typer.Argument(help="Output of lvd unfold (UNFOLDED [N, K], optional TRUTH, WEIGHTS).")],
+    observable: Annotated[list[str] | None, typer.Option("--observable", help="Observable name (repeatable; e.g. m_ttbar, pt_t_had, y_ttbar).")] = None,
+    bins: Annotated[list[str] | None, typer.Option("--bins", help="Edges a,b,c or lo:hi:nbins, one per --observable.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML of observables: name: {bins, label, unit, description}.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: <unfolded>_histograms).")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap replicas over events.")] = 200,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    density: Annotated[bool, typer.Option(help="Normalised differential distribution 1/σ dσ/dx instead of event counts.")] = False,
+    formats: Annotated[str, typer.Option(help="Comma-separated: root, hepdata, csv, png.")] = "root,hepdata,csv,png",
+) -> None:
+    """Binned unfolded distributions with bootstrap and posterior uncertainties: ROOT, HEPData, CSV, PNG."""
+    import numpy as np
+
+    from lvd.cli.progress import console
+    from lvd.evaluation.histogram import Spec, histogram_file, load_specs, parse_edges
+    from lvd.evaluation.publish import write_all
+
+    observable, bins = observable or [], bins or []
+    if len(observable) != len(bins):
+        raise LvdError(f"{len(observable)} --observable and {len(bins)} --bins: give one --bins per --observable")
+    specs = (load_specs(config) if config is not None else []) + [
+        Spec(name, parse_edges(b)) for name, b in zip(observable, bins, strict=True)]
+    if not specs:
+        raise LvdError("nothing to histogram: give --observable NAME --bins EDGES, or --config FILE.yaml")
+    if bootstrap == 1:
+        raise LvdError("--bootstrap 1: a covariance needs at least 2 replicas (or 0 for none)")
+    out = out or unfolded.with_name(unfolded.stem + "_histograms")
+    with console.status("histogramming"):
+        results, summary = histogram_file(unfolded, specs, n_boot=bootstrap, seed=seed, density=density)
+        summary = write_all(results, summary, out, tuple(f.strip() for f in formats.split(",") if f.strip()))
+    for r in results:
+        filled = r.unfolded.values != 0
+        rel = r.unfolded.error("total")[filled] / np.abs(r.unfolded.values[filled])
+        console.print(f"{r.spec.name}: {len(r.spec.edges) - 1} bins ({filled.sum()} filled), relative total "
+                      f"uncertainty {rel.min() if filled.any() else np.nan:.3g}–{rel.max() if filled.any() else np.nan:.3g}")
+    hepdata = "" if "hepdata_valid" not in summary else f"; HEPData submission valid: {summary['hepdata_valid']}"
+    console.print(f"written to {out}: " + ", ".join(summary["files"]) + hepdata)
+
+
+def _tuple(s: str | None) -> tuple[str, ...] | None:
+    return None if s is None else tuple(x.strip() for x in s.split(",") if x.strip())

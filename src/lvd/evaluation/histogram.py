@@ -1,0 +1,239 @@
+"""Binned unfolded distributions with uncertainties, the numbers an analysis publishes.
+
+For an observable x and bin edges, with event weights w_i (signed: NLO samples have negative ones) and K
+posterior samples x_ik per event:
+
+* central value ``h_b = Σ_i w_i c_ib`` with ``c_ib`` the fraction of event i's samples in bin b (the mean of
+  the K per-sample histograms);
+* posterior uncertainty: the covariance of the K per-sample histograms ``h_kb = Σ_i w_i 1[x_ik ∈ b]``, each
+  one draw of the truth-level histogram given the detector data (needs K ≥ 2);
+* statistical uncertainty: the covariance of ``h_b`` over bootstrap replicas that give every event a
+  Poisson(1) multiplicity (its expectation is ``Σ_i w_i² c_ib²`` on the diagonal);
+* total: the sum of the two covariances (independent sources).
+
+With ``density`` every histogram (each sample, each replica) is divided by its own in-range total and by the
+bin widths (1/σ dσ/dx), so the covariances carry the normalisation's correlations. Values outside the edges
+are not counted. Truth, where the file has it, gets the same treatment with one sample per event.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lvd import physics
+from lvd.data.schema import EventData, read_events, source_layout
+from lvd.errors import DataError, LvdError
+from lvd.evaluation.observables import OBSERVABLES, derived
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One observable to histogram: its name (see :func:`observable_names`), bin ``edges [B + 1]`` and words."""
+
+    name: str
+    edges: np.ndarray
+    label: str = ""
+    unit: str = ""
+    description: str = ""
+
+    def __post_init__(self):
+        e = np.asarray(self.edges, np.float64)
+        if e.ndim != 1 or len(e) < 2 or not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0):
+            raise LvdError(f"{self.name}: bin edges must be at least two finite, increasing numbers, got {list(e)}")
+        object.__setattr__(self, "edges", e)
+        default_label, default_unit = observable_table().get(self.name, (self.name, ""))
+        object.__setattr__(self, "label", self.label or default_label)
+        object.__setattr__(self, "unit", self.unit or default_unit)
+
+    @property
+    def axis_label(self) -> str:
+        return self.label + (f" [{self.unit}]" if self.unit else "")
+
+
+def observable_table() -> dict[str, tuple[str, str]]:
+    """Name -> (label, unit) of every observable :func:`observable_values` knows."""
+    table = dict(OBSERVABLES)
+    units = {"pt": "GeV", "pz": "GeV", "eta": "", "phi": "rad"}
+    for p in physics.DECAY_PRODUCTS:
+        table |= {f"{p}_{f}": (f"{p} {f}", unit) for f, unit in units.items()}
+    return table
+
+
+def parse_edges(text: str) -> np.ndarray:
+    """``"0,50,100,200"`` (edges) or ``"0:200:8"`` (8 equal bins from 0 to 200) -> edges."""
+    try:
+        if ":" in text:
+            lo, hi, n = text.split(":")
+            if int(n) < 1:
+                raise ValueError
+            return np.linspace(float(lo), float(hi), int(n) + 1)
+        return np.array([float(x) for x in text.split(",") if x.strip()])
+    except ValueError:
+        raise LvdError(f"--bins {text!r}: expected edges a,b,c,... or lo:hi:nbins") from None
+
+
+def load_specs(path: str | os.PathLike) -> list[Spec]:
+    """Observables from a YAML file::
+
+        m_ttbar:
+          bins: [300, 400, 500, 700, 1000]      # or "300:1000:7"
+          label: m(tt̄)                          # optional: label, unit, description
+        pt_t_had: {bins: "0:500:10"}
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise LvdError(f"{path}: no such observables file")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise LvdError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(spec, dict) or not spec:
+        raise LvdError(f"{path}: expected a mapping of observable names to {{bins: ...}}")
+    out = []
+    for name, entry in spec.items():
+        if not isinstance(entry, dict) or "bins" not in entry:
+            raise LvdError(f"{path}: observable {name!r} needs 'bins' (a list of edges or 'lo:hi:nbins')")
+        unknown = set(entry) - {"bins", "label", "unit", "description"}
+        if unknown:
+            raise LvdError(f"{path}: observable {name!r}: unknown keys {sorted(unknown)}")
+        bins = entry["bins"]
+        edges = parse_edges(bins) if isinstance(bins, str) else np.asarray(bins, np.float64)
+        out.append(Spec(str(name), edges, str(entry.get("label", "")), str(entry.get("unit", "")),
+                        str(entry.get("description", ""))))
+    return out
+
+
+def observable_values(particles: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Every observable of the six decay products (``[N]`` truth or ``[N, K]`` samples), with each four-vector
+    built on shell from pt, eta, phi and the stated mass (a stored ``energy`` is not used)."""
+    return derived({p: {k: v for k, v in feats.items() if k != "energy"} for p, feats in particles.items()})
+
+
+@dataclass
+class Binned:
+    """One histogram with its uncertainties: ``values [B]``, covariances ``[B, B]``."""
+
+    values: np.ndarray
+    cov_stat: np.ndarray
+    cov_posterior: np.ndarray | None = None  # None: one sample per event (truth, or K = 1)
+    per_sample: np.ndarray | None = None  # [K, B]
+
+    @property
+    def cov_total(self) -> np.ndarray:
+        return self.cov_stat if self.cov_posterior is None else self.cov_stat + self.cov_posterior
+
+    def error(self, which: str = "total") -> np.ndarray:
+        cov = {"total": self.cov_total, "stat": self.cov_stat, "posterior": self.cov_posterior}[which]
+        return np.zeros_like(self.values) if cov is None else np.sqrt(np.maximum(np.diag(cov), 0.0))
+
+
+@dataclass
+class Result:
+    """An observable's unfolded (and truth) histogram."""
+
+    spec: Spec
+    unfolded: Binned
+    truth: Binned | None
+    n_events: int
+    samples_per_event: int
+    n_boot: int
+    density: bool
+    sum_w2: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B] Σ w_i² c_ib², the bootstrap's expectation
+
+    def to_hist(self, which: str = "unfolded", error: str = "total"):
+        """A ``hist.Hist`` (Weight storage): the values and the chosen uncertainty squared as variances."""
+        import hist
+
+        binned = self.unfolded if which == "unfolded" else self.truth
+        h = hist.Hist(hist.axis.Variable(self.spec.edges, name=self.spec.name, label=self.spec.axis_label),
+                      storage=hist.storage.Weight())
+        view = h.view()
+        view.value = binned.values
+        view.variance = binned.error(error) ** 2
+        return h
+
+
+def histogram(values: np.ndarray, weights: np.ndarray, edges: np.ndarray, n_boot: int = 200, seed: int = 0,
+              density: bool = False) -> tuple[Binned, np.ndarray]:
+    """``values [N]`` or ``[N, K]``, ``weights [N]`` -> the :class:`Binned` histogram and Σ w² c² ``[B]``."""
+    x = np.asarray(values, np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    n, k = x.shape
+    w = np.asarray(weights, np.float64)
+    b = len(edges) - 1
+    bin_of = np.searchsorted(edges, x, side="right") - 1  # [N, K]; -1 below, B at or above the last edge
+    bin_of = np.where(x == edges[-1], b - 1, bin_of)  # the last edge belongs to the last bin, as np.histogram
+    inside = (bin_of >= 0) & (bin_of < b) & np.isfinite(x)
+    # per-sample histograms [K, B]
+    per_sample = np.stack([np.bincount(bin_of[inside[:, j], j], weights=w[inside[:, j]], minlength=b)
+                           for j in range(k)])
+    # events' fractions per bin, as sparse (event, bin, fraction) entries: every replica is one bincount
+    code = np.unique((np.arange(n)[:, None] * b + bin_of)[inside], return_counts=True)
+    event, column, frac = code[0] // b, code[0] % b, code[1] / k
+    central = np.bincount(column, weights=w[event] * frac, minlength=b)
+    sum_w2 = np.bincount(column, weights=(w[event] * frac) ** 2, minlength=b)
+    rng = np.random.default_rng(seed)
+    replicas = np.stack([np.bincount(column, weights=(w * rng.poisson(1.0, n))[event] * frac, minlength=b)
+                         for _ in range(n_boot)]) if n_boot > 0 else np.zeros((0, b))
+    scale = _normaliser(edges, density)
+    central, per_sample, replicas = scale(central), scale(per_sample), scale(replicas)
+    cov_stat = np.cov(replicas, rowvar=False, ddof=1).reshape(b, b) if n_boot > 1 else np.full((b, b), np.nan)
+    cov_post = np.cov(per_sample, rowvar=False, ddof=1).reshape(b, b) if k > 1 else None
+    return Binned(values=central, cov_stat=cov_stat, cov_posterior=cov_post,
+                  per_sample=per_sample if k > 1 else None), sum_w2
+
+
+def _normaliser(edges: np.ndarray, density: bool):
+    width = np.diff(edges)
+
+    def scale(h: np.ndarray) -> np.ndarray:
+        if not density or h.size == 0:
+            return h
+        total = h.sum(axis=-1, keepdims=True)
+        if np.any(total <= 0):
+            raise DataError("the weights in the histogram range sum to <= 0: a normalised distribution is "
+                            "undefined (drop --density, or widen the bins)")
+        return h / total / width
+
+    return scale
+
+
+def histogram_file(path: str | os.PathLike, specs: list[Spec], n_boot: int = 200, seed: int = 0,
+                   density: bool = False) -> tuple[list[Result], dict[str, Any]]:
+    """Histogram every observable of ``specs`` in an ``lvd unfold`` output; returns the results and a summary."""
+    path = Path(path)
+    data: EventData = read_events(path, source_layout(path))
+    if data.unfolded is None:
+        raise DataError(f"{path}: no UNFOLDED group (make it with lvd unfold)")
+    missing = [p for p in physics.DECAY_PRODUCTS if p not in data.unfolded]
+    if missing:
+        raise DataError(f"{path}: UNFOLDED lacks the decay products {missing}")
+    if n_boot < 0:
+        raise LvdError(f"--bootstrap {n_boot}: must be >= 0")
+    unf = observable_values(data.unfolded)
+    tru = observable_values(data.truth) if data.truth is not None else None
+    unknown = [s.name for s in specs if s.name not in unf]
+    if unknown:
+        raise LvdError(f"unknown observable(s) {unknown}; known: {', '.join(sorted(unf))}")
+    w = data.event_weights().astype(np.float64)
+    if not np.isfinite(w).all() or w.sum() <= 0:
+        raise DataError(f"{path}: the event weights sum to {w.sum():.6g}; a distribution needs a positive total")
+    k = next(iter(data.unfolded["neutrino"].values())).shape[1]
+    results = []
+    for i, spec in enumerate(specs):
+        unfolded, sum_w2 = histogram(unf[spec.name], w, spec.edges, n_boot, seed + i, density)
+        truth = histogram(tru[spec.name], w, spec.edges, n_boot, seed + 10_000 + i, density)[0] if tru else None
+        results.append(Result(spec=spec, unfolded=unfolded, truth=truth, n_events=data.n_events,
+                              samples_per_event=k, n_boot=n_boot, density=density, sum_w2=sum_w2))
+    summary = {"file": str(path.absolute()), "n_events": data.n_events, "samples_per_event": k,
+               "weight_sum": float(w.sum()), "negative_weights": int((w < 0).sum()), "bootstrap": n_boot,
+               "density": density, "has_truth": tru is not None, "model": data.attrs.get("model"),
+               "sqrt_s": data.attrs.get("sqrt_s")}
+    return results, summary
