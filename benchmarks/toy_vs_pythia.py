@@ -1,7 +1,7 @@
 """The embedded toy generator against Pythia 8 + FastJet with the same detector model (issue 2).
 
-    lvd generate pythia pythia.h5 -n 3000 --seed 7 --workers 2
-    lvd generate toy toy.h5 -n 20000 --seed 7
+    lvd generate pythia pythia.h5 -e 3000 --seed 7 -j 2
+    lvd generate toy toy.h5 -e 20000 --seed 7
     python benchmarks/toy_vs_pythia.py toy.h5 pythia.h5
 
 Prints, for selected events, the mean and median of the truth m(tt̄), top pT (both tops) and lepton pT with

@@ -1,4 +1,4 @@
-"""Options: presets equal the shipped YAML files, base inheritance, and errors that name the option."""
+"""Options: presets are the shipped YAML files, base inheritance, and errors that name the option."""
 
 import pytest
 
@@ -7,9 +7,18 @@ from lvd.errors import OptionsError
 
 
 @pytest.mark.parametrize("name,preset", [("train", config.paper), ("finetune", config.finetune), ("small", config.small)])
-def test_yaml_files_spell_out_the_presets(name, preset):
-    assert config.load_options(f"options/{name}.yaml") == preset()
+def test_presets_are_the_yaml_files(name, preset):
+    assert config.load_options(f"options/{name}.yaml") == preset()  # the repository's link to the packaged files
     assert config.load_options(name) == preset()  # packaged name
+    assert name in config.presets()
+
+
+def test_the_defaults_are_the_papers_options():
+    """train.yaml only names the run: every value of the paper's recipe is a schema default, stated once."""
+    assert config.differences(config.paper()) == {"name": ("lvd", "lvd-paper")}
+    d = config.paper()
+    assert (d.model.hidden, d.model.detector_layers, d.model.denoiser_layers, d.train.batch_size,
+            d.train.learning_rate, d.loss.consistency) == (96, 8, 10, 4096, 5e-4, 0.1)
 
 
 def test_base_inheritance_and_overrides(tmp_path):

@@ -1,9 +1,9 @@
 """Options: frozen dataclasses are the schema, YAML files and ``key=value`` overrides only change values.
 
 A YAML file may name a ``base:`` file (relative to itself) whose values it overrides, recursively. Unknown or
-mistyped options are an :class:`~lvd.errors.OptionsError` naming the option. Presets :func:`paper` (the
-paper's two-stage recipe, stage 1) and :func:`small` (CPU-sized) are the same dataclasses with other values;
-``options/*.yaml`` in the repository spell them out.
+mistyped options are an :class:`~lvd.errors.OptionsError` naming the option. The dataclass defaults are the
+paper's options; every preset (:func:`paper`, :func:`small`, :func:`finetune`, ...) is a packaged
+``options/<name>.yaml`` that states only what differs, with the reason beside it, so each value has one source.
 """
 
 from __future__ import annotations
@@ -169,6 +169,7 @@ class Options:
             (not 0.0 <= t.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
             (self.sample.samples <= 0, "sample.samples must be positive"),
             (self.sample.steps <= 0, "sample.steps must be positive"),
+            (self.sample.batch_size <= 0, "sample.batch_size must be positive"),
             (m.time_embedding_dim % 2 != 0, "model.time_embedding_dim must be even"),
         ]
         for bad, msg in problems:
@@ -177,39 +178,32 @@ class Options:
         return self
 
 
+# --- presets: the packaged options files are their one source ------------------------------------------
+
+def presets() -> tuple[str, ...]:
+    """Names of the packaged options files (``options/<name>.yaml``), usable wherever a path is."""
+    return tuple(sorted(p.name.removesuffix(".yaml") for p in resources.files("lvd").joinpath("options").iterdir()
+                        if p.name.endswith(".yaml")))
+
+
+def preset(name: str) -> Options:
+    """The options of a packaged file, e.g. ``preset("small")``."""
+    return load_options(name)
+
+
 def paper() -> Options:
-    """The paper's options (stage 1 of the two-stage recipe; DESIGN 3)."""
-    return Options(name="lvd-paper")
+    """The paper's options, stage 1 of the two-stage recipe (``options/train.yaml``: the schema's defaults)."""
+    return preset("train")
 
 
 def finetune() -> Options:
-    """Stage 2: deterministic encoder, lower learning rate, smaller consistency weight."""
-    o = paper()
-    return dataclasses.replace(
-        o, name="lvd-finetune",
-        model=dataclasses.replace(o.model, deterministic_encoder=True),
-        loss=dataclasses.replace(o.loss, consistency=0.01),
-        train=dataclasses.replace(o.train, learning_rate=1e-4, schedule_learning_rate=1e-4, warmup_steps=0),
-    )
+    """Stage 2: deterministic encoder, lower learning rate, smaller consistency weight (``options/finetune.yaml``)."""
+    return preset("finetune")
 
 
 def small() -> Options:
-    """CPU-sized: trains to usable mass peaks in tens of minutes on two cores."""
-    o = paper()
-    return dataclasses.replace(
-        o, name="lvd-small",
-        model=dataclasses.replace(o.model, hidden=64, detector_layers=3, encoder_layers=3, decoder_layers=3,
-                                  denoiser_layers=4, flow_blocks=8, flow_hidden=128),
-        schedule=dataclasses.replace(o.schedule, hidden=128),
-        loss=dataclasses.replace(o.loss, consistency=0.01, consistency_start=1000, consistency_warmup=1000),
-        train=dataclasses.replace(o.train, batch_size=512, steps=7_000, learning_rate=1e-3,
-                                  schedule_learning_rate=1e-3, warmup_steps=500, validate_every=1000,
-                                  checkpoint_every=1000, log_every=25),
-        sample=dataclasses.replace(o.sample, batch_size=2048),
-    )
-
-
-PRESETS = {"paper": paper, "train": paper, "finetune": finetune, "small": small}
+    """CPU-sized (``options/small.yaml``)."""
+    return preset("small")
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -234,7 +228,7 @@ def options_path(name_or_path: str | Path) -> Path:
     if p.parent == Path(".") and packaged.is_file():
         with resources.as_file(packaged) as real:
             return Path(real)
-    known = ", ".join(sorted(PRESETS))
+    known = ", ".join(presets())
     raise OptionsError(f"{p}: no such options file (packaged options: {known})")
 
 

@@ -1,16 +1,40 @@
-"""``lvd``: one entry point, one subcommand per job (DESIGN 7)."""
+"""``lvd``: one entry point, one subcommand per job.
+
+Short flags mean the same thing in every command: ``-c`` checkpoint, ``-e`` events, ``-j`` worker processes,
+``-k`` samples per event, ``-m`` model kind, ``-n`` run name, ``-o`` output, ``-s`` seed, ``-t`` truth file,
+``-w`` weights. Choices are listed in ``--help`` and come from :mod:`lvd.config`, their one source.
+"""
 
 from __future__ import annotations
 
+import enum
 import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+try:  # recent typer releases carry their own copy of click; older ones use click itself
+    from typer._click import exceptions as parser_errors
+except ImportError:
+    from click import exceptions as parser_errors
+
+from lvd import config
 from lvd.cli import publish
 from lvd.errors import LvdError
+from lvd.version import __version__
+
+
+def _choices(name: str, values) -> type[enum.Enum]:
+    """A string enum of ``values`` (typer shows its members as the choices in ``--help``)."""
+    return enum.Enum(name, {v: v for v in values}, type=str)
+
+
+ModelKind = _choices("ModelKind", config.MODEL_KINDS)
+Sampler = _choices("Sampler", config.SAMPLER_NAMES)
+Spacing = _choices("Spacing", config.SPACINGS)
+TruthRecord = _choices("TruthRecord", ("event", "process"))
+Plots = _choices("Plots", ("all", "key", "none"))
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Unfold collider events with End-to-End Latent Variational Diffusion.")
@@ -20,8 +44,16 @@ app.add_typer(generate_app, name="generate")
 app.add_typer(convert_app, name="convert")
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"lvd {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
     coordinator: Annotated[str | None, typer.Option(help="Multi-process: address HOST:PORT of process 0's coordinator.")] = None,
     num_processes: Annotated[int | None, typer.Option(help="Multi-process: number of processes.")] = None,
     process_id: Annotated[int | None, typer.Option(help="Multi-process: this process's index.")] = None,
@@ -45,15 +77,15 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     return k, n
 
 
-def _check_n(n: int) -> None:
+def _check_events(n: int) -> None:
     if n <= 0:
-        raise LvdError(f"-n {n}: the number of events must be positive")
+        raise LvdError(f"--events {n}: the number of events must be positive")
 
 
 @generate_app.command("toy")
 def generate_toy(
     out: Annotated[Path, typer.Argument(help="Output .h5 file (written atomically).")],
-    n: Annotated[int, typer.Option("-n", "--events", help="Selected events to write.")] = 100_000,
+    n: Annotated[int, typer.Option("--events", "-e", help="Selected events to write.")] = 100_000,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed; same seed, same file.")] = 0,
     shard: Annotated[str | None, typer.Option(help="k/n: shard k of n (independent random stream).")] = None,
 ) -> None:
@@ -61,7 +93,7 @@ def generate_toy(
     from lvd.cli.progress import console, progress_bar
     from lvd.data.generate import toy
 
-    _check_n(n)
+    _check_events(n)
     k, _ = parse_shard(shard)
     with progress_bar(n, "toy tt̄") as advance:
         attrs = toy.generate_file(out, n, seed=seed, shard=k, on_progress=advance)
@@ -73,26 +105,24 @@ def generate_toy(
 @generate_app.command("pythia")
 def generate_pythia(
     out: Annotated[Path, typer.Argument(help="Output .h5 file (written atomically).")],
-    n: Annotated[int, typer.Option("-n", "--events", help="Selected events to write.")] = 10_000,
+    n: Annotated[int, typer.Option("--events", "-e", help="Selected events to write.")] = 10_000,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed; workers and shards derive theirs.")] = 0,
-    workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes.")] = 1,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes.")] = 1,
     shard: Annotated[str | None, typer.Option(help="k/n: shard k of n (independent seeds).")] = None,
-    truth: Annotated[str, typer.Option(help="Truth record: 'event' (after ISR recoil) or 'process' (LHE-like).")] = "event",
+    truth: Annotated[TruthRecord, typer.Option(help="Truth record: event (after ISR recoil) or process (LHE-like).")] = TruthRecord.event,
     mpi: Annotated[bool, typer.Option(help="Multi-parton interactions (the underlying event; ~5x slower).")] = True,
 ) -> None:
-    """Pythia 8 + FastJet semi-leptonic tt̄ (needs the [generate] extra)."""
+    """Pythia 8 + FastJet semi-leptonic tt̄ (needs the \\[generate] extra: pip install 'lvd\\[generate]')."""
     from lvd.cli.progress import console, progress_bar
     from lvd.data.generate import pythia
 
-    _check_n(n)
+    _check_events(n)
     k, n_shards = parse_shard(shard)
     if workers < 1:
         raise LvdError(f"--workers {workers}: need at least 1")
-    if truth not in ("event", "process"):
-        raise LvdError(f"--truth {truth!r}: choose 'event' or 'process'")
     with progress_bar(n, "pythia tt̄") as advance:
         attrs = pythia.generate_file(out, n, seed=seed, workers=workers, shard=k, n_shards=n_shards,
-                                     truth=truth, mpi=mpi, on_progress=advance)
+                                     truth=truth.value, mpi=mpi, on_progress=advance)
     cf = attrs["cutflow"]
     console.print(f"wrote {out}: {n:,} selected events (selection efficiency "
                   f"{cf['min_btags'] / cf['generated']:.3f} of generated e/μ+jets)")
@@ -153,60 +183,62 @@ def train_cmd(
     options: Annotated[str, typer.Argument(help="Options .yaml (or a packaged name: small, train, finetune).")],
     data: Annotated[Path, typer.Argument(help="Training events (.h5 lvd file or original-layout .npz).")],
     overrides: Annotated[list[str] | None, typer.Argument(help="key=value option overrides, e.g. train.steps=1000.")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model kind: lvd, vdm, ldm, cvae, cinn, vae.")] = None,
+    model: Annotated[ModelKind | None, typer.Option("--model", "-m", help="Model kind (default: the options').")] = None,
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="Resume (same options) or warm-start from a run/checkpoint.")] = None,
     name: Annotated[str | None, typer.Option("--name", "-n", help="Run name (folder under --runs-dir).")] = None,
     weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Per-event weights .npy (replaces the file's).")] = None,
-    start_batch: Annotated[int | None, typer.Option("--start-batch", "-s", help="Accepted for the original code's convention; resuming is exact from the checkpoint's step.")] = None,
+    start_batch: Annotated[int | None, typer.Option("--start-batch", help="Accepted for the original code's convention; resuming is exact from the checkpoint's step.")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders are created.")] = Path("runs"),
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Train a model (LVD by default) on simulated events; see options/*.yaml."""
     from lvd.cli.train import run_train
 
-    run_train(options, data, overrides or [], model=model, checkpoint=checkpoint, name=name, weights=weights,
+    run_train(options, data, overrides or [], model=model and model.value, checkpoint=checkpoint, name=name, weights=weights,
               start_batch=start_batch, runs_dir=runs_dir, quiet=quiet)
 
 
-@app.command("unfold")
+@app.command("unfold", context_settings={"allow_interspersed_args": True})
 def unfold_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder or checkpoint (a run uses its best checkpoint).")],
     data: Annotated[Path, typer.Argument(help="Detector-level events (.h5).")],
     out: Annotated[Path, typer.Argument(help="Output .h5: the inputs plus UNFOLDED/<particle>/<feature> [N, K].")],
-    samples: Annotated[int | None, typer.Option("--samples", "-k", help="Posterior samples per event.")] = None,
-    sampler: Annotated[str | None, typer.Option(help="ancestral, ddim or dpm++.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Sampler steps.")] = None,
-    spacing: Annotated[str | None, typer.Option(help="Time grid: t or lambda (default: the sampler's).")] = None,
-    batch: Annotated[int | None, typer.Option("--batch", help="Rows (events × samples) per batch.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="sample.key=value overrides of the checkpoint's sampling options, e.g. sample.steps=30.")] = None,
+    samples: Annotated[int | None, typer.Option("--samples", "-k", help="Posterior samples per event (sample.samples).")] = None,
+    sampler: Annotated[Sampler | None, typer.Option(help="Sampler (sample.sampler).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampler steps (sample.steps).")] = None,
+    spacing: Annotated[Spacing | None, typer.Option(help="Time grid (sample.spacing; default: the sampler's own).")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Rows (events × samples) per batch (sample.batch_size).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", "-s", help="Sampling seed (sample.seed).")] = None,
 ) -> None:
-    """Draw K parton-level samples for every event of a file."""
-    from lvd.cli.progress import console, progress_bar
-    from lvd.data.schema import count_events
-    from lvd.models.samplers import SAMPLERS
-    from lvd.sampling.unfold import Unfolder, unfold_file
+    """Draw K parton-level samples for every event of a file.
 
-    if sampler is not None and sampler not in SAMPLERS:
-        raise LvdError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
-    if spacing is not None and spacing not in ("t", "lambda"):
-        raise LvdError(f"--spacing {spacing!r}: choose t or lambda")
-    for name, v in (("--samples", samples), ("--steps", steps), ("--batch", batch)):
-        if v is not None and v <= 0:
-            raise LvdError(f"{name} {v}: must be positive")
-    from lvd import distributed
+    Every sampling option defaults to the value stored in the checkpoint (its options' sample.* section, as
+    trained); flags and sample.key=value overrides change them for this unfolding only.
+    """
+    from lvd.cli.unfold import run_unfold
 
-    multi = distributed.process_count() > 1
-    u = None if multi else Unfolder.load(run)  # with several processes each loads its own (local devices)
-    n = count_events(data)
-    t0 = time.time()
-    with progress_bar(n if not multi else None, f"unfold ({u.options.model.kind if u else 'process'})") as advance:
-        attrs = unfold_file(run, data, out, samples=samples, sampler=sampler, steps=steps, spacing=spacing,
-                            batch_size=batch, seed=seed, on_progress=advance, unfolder=u)
-    dt = time.time() - t0
-    if not distributed.is_main():
-        return
-    console.print(f"wrote {out}: {attrs['samples_per_event']} samples per event with {attrs['sampler']} "
-                  f"({attrs['sampler_steps']} steps) from {attrs['checkpoint']} in {dt:.1f} s")
+    flags = {"samples": samples, "sampler": sampler and sampler.value, "steps": steps,
+             "spacing": spacing and spacing.value, "batch_size": batch, "seed": seed}
+    run_unfold(run, data, out, overrides or [], flags)
+
+
+@app.command("options")
+def options_cmd(
+    options: Annotated[str, typer.Argument(help="Options .yaml (or a packaged name: small, train, finetune, ...).")] = "train",
+    overrides: Annotated[list[str] | None, typer.Argument(help="key=value option overrides, e.g. train.steps=1000.")] = None,
+    model: Annotated[ModelKind | None, typer.Option("--model", "-m", help="Model kind (default: the options').")] = None,
+    changed: Annotated[bool, typer.Option("--changed", help="Only the options that differ from the defaults.")] = False,
+) -> None:
+    """Print the resolved options (defaults ← YAML chain ← overrides) as YAML, without training."""
+    from lvd.cli.train import resolve_options
+
+    opts = resolve_options(options, overrides or [], model and model.value, None)
+    if changed:
+        for k, (default, value) in sorted(config.differences(opts).items()):
+            print(f"{k}: {value}    # default {default}")
+    else:
+        print(config.to_yaml(opts), end="")
 
 
 @app.command("evaluate")
@@ -215,8 +247,8 @@ def evaluate_cmd(
     truth: Annotated[Path | None, typer.Option("--truth", "-t", help="File with the parton-level truth (default: the unfolded file's own TRUTH).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder (default: <unfolded>_report).")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicas for the uncertainties.")] = 20,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and the classifier test.")] = 0,
-    plots: Annotated[str, typer.Option(help="PNG/PDF plots: all, key (headline observables only) or none.")] = "all",
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of the bootstrap and the classifier test.")] = 0,
+    plots: Annotated[Plots, typer.Option(help="PNG/PDF plots: all, key (headline observables only) or none.")] = Plots.all,
     c2st_steps: Annotated[int, typer.Option(help="Training steps of the classifier two-sample test.")] = 1500,
 ) -> None:
     """Distances, calibration, classifier test, plots and a report for unfolded samples."""
@@ -226,13 +258,11 @@ def evaluate_cmd(
 
     if bootstrap < 0:
         raise LvdError(f"--bootstrap {bootstrap}: must be >= 0")
-    if plots not in ("all", "key", "none"):
-        raise LvdError(f"--plots {plots}: expected all, key or none")
     if c2st_steps <= 0:
         raise LvdError(f"--c2st-steps {c2st_steps}: must be positive")
     out = out or unfolded.with_name(unfolded.stem + "_report")
     with console.status("evaluating") as status:
-        result = evaluate(unfolded, out, truth, n_boot=bootstrap, seed=seed, plots=plots, c2st_steps=c2st_steps,
+        result = evaluate(unfolded, out, truth, n_boot=bootstrap, seed=seed, plots=plots.value, c2st_steps=c2st_steps,
                           on_progress=lambda s: status.update(f"evaluating: {s}"))
     print_headline(result)
     console.print(f"report: {out / 'report.md'} (metrics.json, metrics.csv, plots/)")
@@ -256,7 +286,7 @@ def compare_cmd(
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for data, run, unfolded samples and report.")] = Path("lvd-demo"),
     quick: Annotated[bool, typer.Option(help="A few-minute version (tiny data and model) used by the tests.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of everything.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of everything.")] = 0,
 ) -> None:
     """Generate toy data, train a small LVD, unfold held-out events, evaluate: the whole chain on this machine."""
     from lvd.cli.demo import run_demo
@@ -308,15 +338,27 @@ def _split(s: str | None) -> list[str] | None:
 
 
 def main() -> None:
-    """Console entry point: user errors are one line on stderr and exit status 2, never a traceback."""
+    """Console entry point: user errors are one line on stderr and exit status 2, never a traceback.
+
+    That includes what the argument parser rejects (an unknown option, a choice not in the list, a missing
+    argument): one line naming the option, with the command's ``--help`` as the hint.
+    """
     try:
-        app()
+        code = app(standalone_mode=False)
+    except parser_errors.NoArgsIsHelpError as e:
+        print(e.ctx.get_help(), file=sys.stderr)
+        sys.exit(2)
+    except parser_errors.UsageError as e:
+        where = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
+        print(f"lvd: error: {e.format_message()}{where}", file=sys.stderr)
+        sys.exit(2)
     except LvdError as e:
         print(f"lvd: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, parser_errors.Abort):
         print("lvd: interrupted", file=sys.stderr)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

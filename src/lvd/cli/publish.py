@@ -157,7 +157,7 @@ def histogram_cmd(
     unfolded: Annotated[Path, typer.Argument(help="Output of lvd unfold (UNFOLDED [N, K], optional TRUTH, WEIGHTS).")],
     observable: Annotated[list[str] | None, typer.Option("--observable", help="Observable name (repeatable; e.g. m_ttbar, pt_t_had, y_ttbar).")] = None,
     bins: Annotated[list[str] | None, typer.Option("--bins", help="Edges a,b,c or lo:hi:nbins, one per --observable.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML of observables: name: {bins, label, unit, description}.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML of observables: name: {bins, label, unit, description}.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: <unfolded>_histograms).")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicas over events.")] = 200,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,

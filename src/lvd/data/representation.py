@@ -11,6 +11,7 @@ The statistics, the feature list and the representation travel inside every chec
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +28,14 @@ PARTON_DIM = N_PARTONS * N_PARTON_FEATURES
 KINEMATIC = ("pt", "eta", "phi", "mass")
 
 
+# the fields a file layout shares with the data options (the options are where they are set)
+_LAYOUT_FIELDS = tuple(f.name for f in dataclasses.fields(FileLayout) if f.name in DataOptions.__dataclass_fields__)
+
+
 def layout(opts: DataOptions) -> FileLayout:
     """The file layout the data options describe."""
-    return FileLayout(source_group=opts.source_group, met_group=opts.met_group, truth_group=opts.truth_group,
-                      weight_dataset=opts.weight_dataset, mask_name=opts.mask_name,
-                      source_features=tuple(opts.source_features), met_features=tuple(opts.met_features),
-                      feature_names=tuple(opts.feature_names), particle_names=tuple(opts.particle_names))
+    value = lambda v: tuple(v) if isinstance(v, list) else v  # noqa: E731  (options may hold lists)
+    return FileLayout(**{k: value(getattr(opts, k)) for k in _LAYOUT_FIELDS})
 
 
 def object_feature_names(opts: DataOptions) -> list[str]:

@@ -29,35 +29,38 @@ import h5py
 import numpy as np
 
 from lvd import physics
+from lvd.config import DataOptions
 from lvd.errors import DataError
 
 FORMAT_VERSION = 1
 
-SOURCE_FEATURES: tuple[str, ...] = ("pt", "eta", "phi", "mass", "btag", "is_electron", "is_muon", "charge")
-MET_FEATURES: tuple[str, ...] = ("met", "phi")
 TRUTH_FEATURES: tuple[str, ...] = ("pt", "eta", "phi", "mass")
+_NAMES = DataOptions()  # the group, dataset and feature names a file has by default are the options' defaults
 
 
 @dataclass(frozen=True)
 class FileLayout:
-    """Where things live in an event file. Defaults are lvd's own names (DESIGN 2.1)."""
+    """Where things live in an event file (see docs/format.md).
 
-    source_group: str = "INPUTS/Source"
-    met_group: str = "INPUTS/Met"
-    truth_group: str = "TRUTH"
-    weight_dataset: str = "WEIGHTS/weight"
+    The fields shared with :class:`lvd.config.DataOptions` (groups, feature lists, name mappings) take their
+    defaults from it, so lvd's own names are stated once; :func:`lvd.data.representation.layout` copies them
+    from a run's options.
+    """
+
+    source_group: str = _NAMES.source_group
+    met_group: str = _NAMES.met_group
+    truth_group: str = _NAMES.truth_group
+    weight_dataset: str = _NAMES.weight_dataset
     unfolded_group: str = "UNFOLDED"
-    mask_name: str = "MASK"
-    source_features: tuple[str, ...] = SOURCE_FEATURES
-    met_features: tuple[str, ...] = MET_FEATURES
+    mask_name: str = _NAMES.mask_name
+    source_features: tuple[str, ...] = _NAMES.source_features
+    met_features: tuple[str, ...] = _NAMES.met_features
     particles: tuple[str, ...] = physics.DECAY_PRODUCTS
     truth_features: tuple[str, ...] = TRUTH_FEATURES
-    # Names in the file where they differ from lvd's (SPANet-style files): "lvd_name=file_name" entries for
-    # features of any group (e.g. "is_muon=utag"; phi is also read from sin_phi/cos_phi), and
-    # "particle=subgroup" for truth particles under truth_group (e.g. "b_lep=lt/b"). lvd's own names are
-    # tried where the file's are absent, so files lvd writes with such a layout read back.
-    feature_names: tuple[str, ...] = ()
-    particle_names: tuple[str, ...] = ()
+    # Names in the file where they differ from lvd's (SPANet-style files); see DataOptions.feature_names.
+    # lvd's own names are tried where the file's are absent, so files lvd writes with such a layout read back.
+    feature_names: tuple[str, ...] = _NAMES.feature_names
+    particle_names: tuple[str, ...] = _NAMES.particle_names
 
     def __post_init__(self):
         for what in ("feature_names", "particle_names"):

@@ -12,10 +12,11 @@ event's index in the file, so results do not depend on the batch size or the num
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,10 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lvd import distributed, physics
+from lvd import config, distributed, physics
+from lvd.config import Options, SampleOptions
 from lvd.data.merge import merge_files
-from lvd.data.representation import N_PARTON_FEATURES, N_PARTONS, Arrays, layout, raw_arrays
+from lvd.data.representation import N_PARTON_FEATURES, N_PARTONS, Arrays, raw_arrays
 from lvd.data.schema import EventData, EventWriter, FileLayout, count_events, read_events
 from lvd.distributed import make_mesh
 from lvd.errors import OptionsError
@@ -69,7 +71,7 @@ class Unfolder:
 
     @property
     def layout(self) -> FileLayout:
-        return layout(self.options.data)
+        return self.checkpoint.layout
 
     @functools.cache  # noqa: B019  (a few (sampler, steps, spacing) combinations per unfolder)
     def _sampler_fn(self, sampler: str, steps: int, spacing: str | None) -> Callable:
@@ -132,6 +134,20 @@ class Unfolder:
     def sample(self, data: EventData, k: int = 1, **kw) -> dict[str, dict[str, np.ndarray]]:
         """``particle -> feature -> [N, K]`` samples for the events of ``data``."""
         return features_to_particles(self.sample_arrays(self.prepare(data), k, **kw))
+
+
+def sample_options(stored: Options, overrides: Sequence[str] = (), **values: Any) -> SampleOptions:
+    """A checkpoint's sampling options with ``sample.key=value`` overrides, then explicit ``values`` (None: keep).
+
+    Only ``sample.*`` may change: everything else is what the model was trained with.
+    """
+    fixed = [o for o in overrides if not o.startswith("sample.")]
+    if fixed:
+        raise OptionsError(f"override {fixed[0]!r}: unfolding changes only sample.* options (the rest is fixed by "
+                           "the checkpoint)")
+    opts = config.load_options(None, overrides, defaults=stored)
+    sample = dataclasses.replace(opts.sample, **{k: v for k, v in values.items() if v is not None})
+    return dataclasses.replace(opts, sample=sample).check().sample
 
 
 def load(run_or_checkpoint: str | os.PathLike) -> Unfolder:

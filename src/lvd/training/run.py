@@ -24,7 +24,8 @@ from flax import nnx
 
 from lvd import config, distributed
 from lvd.config import Options
-from lvd.data.representation import Normalizer
+from lvd.data.representation import Normalizer, layout
+from lvd.data.schema import FileLayout
 from lvd.errors import CheckpointError
 from lvd.models.base import Dims, UnfoldingModel
 from lvd.models.registry import build_model, model_class
@@ -57,6 +58,11 @@ class Checkpoint:
     def run_dir(self) -> Path:
         """``runs/NAME/version_K`` this checkpoint belongs to (``.../checkpoints/<kind>/<step>``)."""
         return self.step_dir.parents[2]
+
+    @property
+    def layout(self) -> FileLayout:
+        """Where the run's events live in a file (group and feature names of its data options)."""
+        return layout(self.options.data)
 
     @property
     def dims(self) -> Dims:
