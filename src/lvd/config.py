@@ -30,7 +30,7 @@ SPACINGS: tuple[str, ...] = get_args(Spacing)[1:]
 
 @dataclass(frozen=True)
 class DataOptions:
-    """Where the events live in the file and how they are represented for the networks (DESIGN 2)."""
+    """Where the events live in the file and how they are represented for the networks (docs/design.md §2)."""
 
     source_group: str = "INPUTS/Source"  # padded detector objects
     met_group: str = "INPUTS/Met"
@@ -55,7 +55,7 @@ class DataOptions:
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """Network sizes (DESIGN 3 defaults: the paper's options)."""
+    """Network sizes (defaults: the paper's options; docs/design.md §3)."""
 
     kind: ModelKind = "lvd"
     hidden: int = 96  # width H of every block
@@ -101,7 +101,7 @@ class ScheduleOptions:
 
 @dataclass(frozen=True)
 class LossOptions:
-    """Scales of the loss terms (DESIGN 3). A zero scale removes the term."""
+    """Scales of the loss terms (docs/design.md §3.2). A zero scale removes the term."""
 
     reconstruction: float = 1.0  # ‖D(z + e^{γ₀/2} ε₀) − x‖²
     diffusion: float = 1.0  # ½ γ'(t) w(γ_t) ‖ε̂ − ε‖²

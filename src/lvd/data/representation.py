@@ -1,4 +1,4 @@
-"""Model-side representation of events (DESIGN 2.2), derived at load time, and its normalisation.
+"""Model-side representation of events (docs/design.md §2), derived at load time, and its normalisation.
 
 * Partons: 11 objects × ``(px, py, pz, log(E+1), m)`` (the six decay products, then the five resonances),
   flattened to 55 and z-scored with training statistics.

@@ -1,4 +1,4 @@
-"""The lvd event file (DESIGN 2.1): an in-memory container, an atomic chunked writer, and a validating reader.
+"""The lvd event file (docs/format.md): an in-memory container, an atomic chunked writer, and a validating reader.
 
 Layout (per-feature datasets, GeV and radians)::
 

@@ -1,1 +1,1 @@
-"""Evaluation: physics observables, distances, calibration, plots and reports (DESIGN 5)."""
+"""Evaluation: physics observables, distances, calibration, plots and reports (docs/design.md §6)."""

@@ -1,4 +1,4 @@
-"""Event-weighted distances between two samples of a 1-D observable, with bootstrap uncertainties (DESIGN 5).
+"""Event-weighted distances between two samples of a 1-D observable, with bootstrap uncertainties (docs/design.md §6).
 
 Every distance takes ``(u, v, wu, wv)``: values and weights of the two samples. Weights act as counts: a
 weight-2 event is the same as two copies of it. Weights may be negative (NLO samples): the CDF distances

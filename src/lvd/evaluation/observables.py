@@ -1,4 +1,4 @@
-"""Physics observables of truth or unfolded events, computed once for both (DESIGN 5).
+"""Physics observables of truth or unfolded events, computed once for both (docs/design.md §6).
 
 Input is ``particle -> feature -> array`` (``pt, eta, phi, mass`` of the six decay products; arrays ``[N]``
 for truth, ``[N, K]`` for unfolded samples). Resonances are built from their decay products, so the same

@@ -1,5 +1,5 @@
 """``lvd evaluate``: distances, calibration and a classifier test between unfolded samples and the truth,
-written as ``metrics.json`` (versioned keys), ``metrics.csv``, ``report.md`` and plots (DESIGN 5)."""
+written as ``metrics.json`` (versioned keys), ``metrics.csv``, ``report.md`` and plots (docs/design.md §6)."""
 
 from __future__ import annotations
 

@@ -118,7 +118,7 @@ def parton_p4(x_norm: jax.Array, dims: Dims) -> jax.Array:
 
 
 def consistency_terms(x_hat: jax.Array, x: jax.Array, dims: Dims) -> tuple[jax.Array, jax.Array]:
-    """``(consistency [B], mass_match [B])`` in normalised squared-mass units (DESIGN 3).
+    """``(consistency [B], mass_match [B])`` in normalised squared-mass units (docs/design.md §3.2).
 
     consistency: the five resonance masses the model states (feature 4 of objects 6–10), squared, against
     those of its own decay products' summed four-vectors; mass_match: the latter against the truth's.

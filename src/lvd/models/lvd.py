@@ -1,4 +1,4 @@
-"""End-to-End Latent Variational Diffusion (Shmakov et al. 2023; DESIGN 3): the model and its objective."""
+"""End-to-End Latent Variational Diffusion (Shmakov et al. 2023; docs/design.md §3.2): the model and its objective."""
 
 from __future__ import annotations
 

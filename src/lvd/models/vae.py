@@ -14,7 +14,7 @@ from lvd.models.layers import ResidualMLP
 class Encoder(nnx.Module):
     """``x [B, D]`` (and ``c [B, C]`` when conditional) -> ``(mean [B, L], log_sigma [B, L])``.
 
-    With ``normalized`` the mean is projected to the sphere of radius √L (DESIGN 3), which fixes the latent
+    With ``normalized`` the mean is projected to the sphere of radius √L (docs/design.md §3.2), which fixes the latent
     scale the diffusion sees.
     """
 

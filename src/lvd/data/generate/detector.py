@@ -1,10 +1,9 @@
-"""Parametric Delphes-ATLAS-like detector and the semi-leptonic selection (DESIGN 2.3), shared by all generators.
+"""Parametric Delphes-ATLAS-like detector and the semi-leptonic selection (docs/design.md §7), shared by all generators.
 
 A generator hands over the visible truth-level objects (:class:`Candidates`): jet candidates with their
 flavour (partons for the toy, FastJet particle jets for Pythia), lepton candidates with an isolation flag,
 and the remaining visible transverse momentum. :func:`simulate` smears, tags and selects them and returns the
-detector-level arrays in lvd's file layout. Numbers follow the Delphes ATLAS card (jet radius 0.4) as measured
-in ``shared/research/data-generation.md``.
+detector-level arrays in lvd's file layout. Numbers follow the Delphes ATLAS card (jet radius 0.4).
 """
 
 from __future__ import annotations

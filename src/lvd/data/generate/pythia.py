@@ -1,6 +1,6 @@
 """Realistic semi-leptonic tt̄: Pythia 8 (ISR, FSR, MPI, hadronisation) + FastJet + lvd's parametric detector.
 
-Physics (DESIGN 2.3, research note ``data-generation.md`` §2–4):
+Physics (docs/design.md §7):
 
 * ``pp → tt̄`` at 13 TeV (``Top:gg2ttbar``, ``Top:qqbar2ttbar``), ``m_t = 172.5`` GeV, ``t → W b`` only;
   a process-level user hook keeps events where exactly one W decays to ``e/μ ν`` and the other to quarks

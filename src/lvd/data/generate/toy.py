@@ -1,6 +1,6 @@
 """The embedded toy generator: LO ``gg/qq̄ → tt̄`` at 13 TeV, exact decays, ISR recoil, FSR split, parametric detector.
 
-Physics (DESIGN 2.3, research note ``data-generation.md`` §5):
+Physics (docs/design.md §7):
 
 * hard process: the exact LO ``dσ̂/dcosθ*`` of ``gg → tt̄`` and ``qq̄ → tt̄`` (five flavours, Ellis–Stirling–
   Webber eqs. 10.12–10.13) convolved with the tabulated proton PDF at ``Q² = m_T3·m_T4`` with LO running αs,
