@@ -88,3 +88,21 @@ def tiny_run(tiny_file, tmp_path_factory) -> Path:
 
     opts = config.load_options(None, TINY, defaults=config.small())
     return train(opts, tiny_file, runs_dir=tmp_path_factory.mktemp("runs")).run_dir
+
+
+def assert_physical(unfolded: dict) -> None:
+    """What `lvd unfold` writes is physical: exactly the six decay products, each an on-shell four-vector
+    (E² = p² + m² to float32 precision) at its fixed physical mass, all finite."""
+    import numpy as np
+
+    from lvd import physics
+
+    assert set(unfolded) == set(physics.DECAY_PRODUCTS)
+    for i, name in enumerate(physics.DECAY_PRODUCTS):
+        f = {k: np.asarray(v, np.float64) for k, v in unfolded[name].items()}
+        assert all(np.isfinite(v).all() for v in f.values()), name
+        np.testing.assert_array_equal(f["mass"], np.float32(physics.DAUGHTER_MASS[i]))
+        p2 = (f["pt"] * np.cosh(f["eta"])) ** 2
+        np.testing.assert_allclose(f["energy"] ** 2, p2 + f["mass"] ** 2, rtol=1e-5, atol=1e-3, err_msg=name)
+    q1, q2 = unfolded["q1"]["pt"], unfolded["q2"]["pt"]
+    assert (q1 >= q2).all(), "q1 is the harder light quark"

@@ -87,4 +87,4 @@ def test_two_processes_unfold_like_one(tiny_file, tiny_run, tmp_path):
     unfold_file(tiny_run, tiny_file, out1, samples=2, steps=3, sampler="ancestral")
     a, b = read_events(out1), read_events(out2)
     assert a.n_events == b.n_events and not list(tmp_path.glob("u2.part-*"))
-    np.testing.assert_allclose(b.unfolded["t_had"]["pt"], a.unfolded["t_had"]["pt"], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(b.unfolded["b_had"]["pt"], a.unfolded["b_had"]["pt"], rtol=1e-4, atol=1e-3)

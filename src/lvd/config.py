@@ -8,7 +8,6 @@ paper's options; every preset (:func:`paper`, :func:`small`, :func:`finetune`, .
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,6 +22,8 @@ ModelKind = Literal["lvd", "vdm", "ldm", "cvae", "cinn", "vae"]
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 SamplerName = Literal["ancestral", "ddim", "dpm++"]
 SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
+PartonRepresentationName = Literal["paper", "decay_chain"]
+PARTON_REPRESENTATIONS: tuple[str, ...] = get_args(PartonRepresentationName)
 # "default" is each sampler's own preferred grid (ancestral: t; ddim, dpm++: lambda)
 Spacing = Literal["default", "t", "lambda"]
 SPACINGS: tuple[str, ...] = get_args(Spacing)[1:]
@@ -47,8 +48,11 @@ class DataOptions:
     # 'kinematic': objects become (px, py, pz, log(E+1), log pT, η, sin φ, cos φ) + the other source features;
     # needs pt/eta/phi/mass. 'raw': the source features are used as they are (e.g. an imported .npz).
     detector_representation: Literal["kinematic", "raw"] = "kinematic"
-    # 'paper': 11 objects × (px, py, pz, log(E+1), m), the six decay products then the five resonances.
-    parton_representation: Literal["paper"] = "paper"
+    # How the truth becomes the vector a model learns (docs/representation.md). 'paper': 11 objects ×
+    # (px, py, pz, log(E+1), m), the six decay products then the five resonances (55 numbers).
+    # 'decay_chain': each top's (log pT, η, φ, mass), its W's mass and direction in the top frame, a W
+    # daughter's direction in the W frame (24 numbers): masses are coordinates.
+    parton_representation: PartonRepresentationName = "paper"
     validation_fraction: float = 0.05  # held out (a fixed, seeded subset) for the validation loss
     max_events: int = 0  # use only the first N events of the file (0: all)
 
@@ -132,6 +136,11 @@ class TrainOptions:
     validate_every: int = 1000
     checkpoint_every: int = 1000
     validation_batches: int = 16  # at most this many batches per validation (0: all)
+    # physics while training: at every validation, the EMA model unfolds this many validation events with
+    # physics_samples samples each (the run's sample.* sampler) and the mass W1s, ν pz W1 and the top-mass peak
+    # width are logged next to the losses; 0 switches it off
+    physics_events: int = 2000
+    physics_samples: int = 2
     time_limit_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0: none
 
 
@@ -168,6 +177,8 @@ class Options:
             (t.learning_rate <= 0, "train.learning_rate must be positive"),
             (not 0.0 <= t.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
             (self.sample.samples <= 0, "sample.samples must be positive"),
+            (t.physics_events < 0 or t.physics_samples <= 0, "train.physics_events must be >= 0 and "
+                                                               "train.physics_samples positive"),
             (self.sample.steps <= 0, "sample.steps must be positive"),
             (self.sample.batch_size <= 0, "sample.batch_size must be positive"),
             (m.time_embedding_dim % 2 != 0, "model.time_embedding_dim must be even"),

@@ -4,7 +4,7 @@ Every function acts on trailing axes and dispatches on the array type: NumPy arr
 JAX arrays (or tracers inside ``jax.jit``) in, ``jax.numpy`` out. Four-vectors are laid out as
 ``[..., 4] = (px, py, pz, E)`` in GeV, the same order as the model's parton features.
 
-The decay tree (DESIGN 2.2): six decay products ``b_lep, lepton, neutrino, b_had, q1, q2`` and the
+The decay tree (docs/design.md §1): six decay products ``b_lep, lepton, neutrino, b_had, q1, q2`` and the
 five resonances built from them ``W_lep = ℓ+ν, W_had = q1+q2, t_lep = b_lep+W_lep,
 t_had = b_had+W_had, tt̄ = t_lep+t_had``.
 """
@@ -39,6 +39,11 @@ PDG_MASS: dict[int, float] = {
     1: 0.33, 2: 0.33, 3: 0.5, 4: 1.5, 5: 4.8,
     11: 0.000511, 12: 0.0, 13: 0.10566, 14: 0.0, 16: 0.0, 21: 0.0,
 }
+
+# The fixed rest masses (GeV) of the decay products lvd outputs, in DECAY_PRODUCTS order: b quarks at the
+# Pythia b mass, the charged lepton, the neutrino and the light quarks massless (their generator masses are
+# below the resolution of any observable built from them).
+DAUGHTER_MASS: tuple[float, ...] = (PDG_MASS[5], 0.0, 0.0, PDG_MASS[5], 0.0, 0.0)
 
 
 def _xp(x: Any) -> ModuleType:
@@ -138,6 +143,25 @@ def velocity(p4):
     return p4[..., :3] / p4[..., 3:4]
 
 
+def on_shell(p4, m):
+    """Four-vectors ``[..., 4]`` with the energy recomputed as ``E = sqrt(|p|² + m²)``; ``m`` broadcasts on ``[...]``.
+
+    The three-momentum is kept. The square root is guarded so that ``|p| = m = 0`` has value and gradient 0.
+    """
+    xp = _xp(p4)
+    p3 = p4[..., :3]
+    e2 = xp.einsum("...i,...i->...", p3, p3) + xp.square(m)
+    positive = e2 > 0
+    e = xp.where(positive, xp.sqrt(xp.where(positive, e2, 1.0)), 0.0)
+    return xp.concatenate([p3, e[..., None].astype(p4.dtype)], axis=-1)
+
+
+def daughters_on_shell(daughters):
+    """Decay products ``[..., 6, 4]`` put on shell at :data:`DAUGHTER_MASS`, ``[..., 6, 4]``."""
+    xp = _xp(daughters)
+    return on_shell(daughters, xp.asarray(DAUGHTER_MASS, dtype=daughters.dtype))
+
+
 # --- the decay tree ------------------------------------------------------------------------------
 
 def resonances(daughters):
@@ -175,7 +199,7 @@ def explicit_masses(features):
 def daughter_masses(features):
     """The resonance masses recomputed from the decay products' four-vectors, ``[..., 11, 5] -> [..., 5]``.
 
-    Together with :func:`explicit_masses` this is the physics-consistency check of DESIGN 3.
+    Together with :func:`explicit_masses` this is the physics-consistency check of docs/design.md §3.2.
     """
     daughters = p4_from_parton_features(features)[..., : len(DECAY_PRODUCTS), :]
     return mass(resonances(daughters))

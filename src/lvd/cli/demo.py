@@ -14,6 +14,7 @@ from lvd import config
 from lvd.cli.headline import print_headline
 from lvd.cli.progress import console, progress_bar
 from lvd.data.generate import toy
+from lvd.evaluation.monitor import physics_monitor
 from lvd.evaluation.report import evaluate
 from lvd.sampling.unfold import unfold_file
 from lvd.training.loop import train
@@ -56,7 +57,8 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0) -> Path:
     opts = config.load_options("small", [*plan.overrides, f"train.seed={seed}", f"sample.seed={seed}",
                                          "name=demo-lvd"])
     console.print(f"training a small LVD ({opts.train.steps} steps of {opts.train.batch_size} events)")
-    result = train(opts, files["train"], runs_dir=out / "runs", report=console.print, progress=progress_bar)
+    result = train(opts, files["train"], runs_dir=out / "runs", report=console.print, progress=progress_bar,
+                   hooks=physics_monitor(opts))
     unfolded = out / "unfolded_test.h5"
     with progress_bar(plan.n_test, f"unfold ({plan.samples} samples/event)") as advance:
         unfold_file(result.run_dir, files["test"], unfolded, samples=plan.samples, steps=plan.sampler_steps,

@@ -10,6 +10,7 @@ from rich.table import Table
 from lvd import config
 from lvd.cli.progress import console, progress_bar
 from lvd.errors import LvdError
+from lvd.evaluation.monitor import physics_monitor
 from lvd.training.loop import train
 
 
@@ -45,7 +46,7 @@ def run_train(options: str, data: Path, overrides: list[str], *, model: str | No
     if start_batch is not None:
         console.print("note: -s/--start-batch is ignored; a resumed run continues from its checkpoint's step")
     result = train(opts, data, runs_dir=runs_dir, checkpoint=checkpoint, weights=weights,
-                   report=console.print, progress=None if quiet else progress_bar)
+                   report=console.print, progress=None if quiet else progress_bar, hooks=physics_monitor(opts))
     how = {"steps": "finished", "time limit": "stopped at the time limit", "interrupt": "interrupted"}.get(
         result.stopped_by, f"stopped by {result.stopped_by}")
     console.print(f"{how} at step {result.step}; run folder {result.run_dir}")

@@ -1,7 +1,7 @@
 """Model-side representation of events (docs/design.md §2), derived at load time, and its normalisation.
 
-* Partons: 11 objects × ``(px, py, pz, log(E+1), m)`` (the six decay products, then the five resonances),
-  flattened to 55 and z-scored with training statistics.
+* Partons: the vector ``x`` of the run's parton representation (:mod:`lvd.data.partons`: the paper's 55
+  numbers or the 24 of the decay chain), z-scored with training statistics.
 * Detector objects: ``(px, py, pz, log(E+1), log pT, η, sin φ, cos φ)`` followed by the file's other
   per-object features (flags), z-scored over real objects only; padding is zero.
 * MET: ``(met_x, met_y, log(met+1))``.
@@ -19,12 +19,10 @@ import numpy as np
 
 from lvd import physics
 from lvd.config import DataOptions
+from lvd.data.partons import PartonRepresentation, parton_representation
 from lvd.data.schema import EventData, FileLayout
 from lvd.errors import DataError
 
-N_PARTONS = len(physics.PARTONS)
-N_PARTON_FEATURES = 5
-PARTON_DIM = N_PARTONS * N_PARTON_FEATURES
 KINEMATIC = ("pt", "eta", "phi", "mass")
 
 
@@ -55,9 +53,9 @@ def met_feature_names(opts: DataOptions) -> list[str]:
     return ["met_x", "met_y", "log_met"]
 
 
-def parton_vectors(data: EventData) -> np.ndarray:
-    """Truth -> ``[N, 55]`` float32 in the paper's layout."""
-    return physics.parton_features(data.truth_p4()).reshape(data.n_events, PARTON_DIM).astype(np.float32)
+def parton_vectors(data: EventData, representation: str) -> np.ndarray:
+    """Truth -> ``[N, D]`` float32 in the named parton representation."""
+    return parton_representation(representation).encode(data.truth_p4()).astype(np.float32)
 
 
 def detector_arrays(data: EventData, opts: DataOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,7 +84,7 @@ def detector_arrays(data: EventData, opts: DataOptions) -> tuple[np.ndarray, np.
 class Arrays:
     """Everything a model consumes, as float32 NumPy arrays aligned on events (raw or normalised)."""
 
-    x: np.ndarray | None  # [N, 55] partons (None without truth)
+    x: np.ndarray | None  # [N, D] partons (None without truth)
     objects: np.ndarray  # [N, M, F]
     mask: np.ndarray  # [N, M]
     met: np.ndarray  # [N, Fm]
@@ -106,15 +104,15 @@ def raw_arrays(data: EventData, opts: DataOptions, with_truth: bool = True) -> A
     objects, mask, met = detector_arrays(data, opts)
     if objects.shape[1] == 0:
         raise DataError("events have no detector objects")
-    x = parton_vectors(data) if with_truth else None
+    x = parton_vectors(data, opts.parton_representation) if with_truth else None
     return Arrays(x=x, objects=objects, mask=mask, met=met, weight=data.event_weights().astype(np.float32))
 
 
 @dataclass(frozen=True)
 class Normalizer:
-    """Training statistics (float32 arrays) and the feature lists they belong to."""
+    """Training statistics (float32 arrays) and the feature lists and parton representation they belong to."""
 
-    parton_mean: np.ndarray  # [55]
+    parton_mean: np.ndarray  # [D]
     parton_std: np.ndarray
     object_mean: np.ndarray  # [F]
     object_std: np.ndarray
@@ -124,6 +122,7 @@ class Normalizer:
     mass_sq_std: np.ndarray
     object_features: tuple[str, ...]
     met_features: tuple[str, ...]
+    parton_representation: str = "paper"  # checkpoints older than the option were all "paper"
 
     @classmethod
     def fit(cls, raw: Arrays, opts: DataOptions, allsum=None) -> Normalizer:
@@ -135,7 +134,8 @@ class Normalizer:
         allsum = allsum or (lambda a: a)
         p = raw.x.astype(np.float64)
         real = raw.objects[raw.mask].astype(np.float64)
-        m2 = p.reshape(-1, N_PARTONS, N_PARTON_FEATURES)[:, len(physics.DECAY_PRODUCTS):, 4] ** 2
+        rep = parton_representation(opts.parton_representation)
+        m2 = physics.mass_sq(physics.resonances(rep.decode(p)))  # [N, 5], of the on-shell truth daughters
         met = raw.met.astype(np.float64)
 
         def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,9 +145,16 @@ class Normalizer:
             return mean.astype(np.float32), np.where(std < 1e-6, 1.0, std).astype(np.float32)
 
         return cls(*moments(p), *moments(real), *moments(met), *moments(m2),
-                   tuple(object_feature_names(opts)), tuple(met_feature_names(opts)))
+                   tuple(object_feature_names(opts)), tuple(met_feature_names(opts)), rep.name)
+
+    @property
+    def representation(self) -> PartonRepresentation:
+        return parton_representation(self.parton_representation)
 
     def check(self, opts: DataOptions) -> None:
+        if opts.parton_representation != self.parton_representation:
+            raise DataError(f"data.parton_representation {opts.parton_representation!r} differs from the "
+                            f"{self.parton_representation!r} the statistics were made for")
         names = tuple(object_feature_names(opts))
         if names != self.object_features:
             raise DataError(f"detector features {list(names)} differ from those the model was trained on "
@@ -173,9 +180,13 @@ class Normalizer:
         return (met - self.met_mean) / self.met_std
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else list(v)) for k, v in self.__dict__.items()}
+        out = {k: (v.tolist() if isinstance(v, np.ndarray) else list(v)) for k, v in self.__dict__.items()
+               if k != "parton_representation"}
+        return out | {"parton_representation": self.parton_representation}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Normalizer:
-        arrays = {k: np.asarray(v, np.float32) for k, v in d.items() if k not in ("object_features", "met_features")}
-        return cls(**arrays, object_features=tuple(d["object_features"]), met_features=tuple(d["met_features"]))
+        names = ("object_features", "met_features", "parton_representation")
+        arrays = {k: np.asarray(v, np.float32) for k, v in d.items() if k not in names}
+        return cls(**arrays, object_features=tuple(d["object_features"]), met_features=tuple(d["met_features"]),
+                   parton_representation=d.get("parton_representation", "paper"))

@@ -48,8 +48,16 @@ def _mlp(params, x):
 
 
 def c2st(truth: np.ndarray, other: np.ndarray, w_truth: np.ndarray | None = None, w_other: np.ndarray | None = None,
-         seed: int = 0, hidden: int = 64, steps: int = 1500, n_boot: int = 100) -> dict[str, float]:
-    """AUC (and bootstrap error) of an MLP separating ``other [M, F]`` from ``truth [N, F]``."""
+         seed: int = 0, hidden: int = 64, steps: int = 1500, n_boot: int = 100, paired: bool = False
+         ) -> dict[str, float]:
+    """AUC (and bootstrap error) of an MLP separating ``other [M, F]`` from ``truth [N, F]``.
+
+    ``paired``: row i of both is the same event (its truth and one unfolded sample). The train/test split then
+    keeps each pair on one side: a classifier that has seen an event's truth would otherwise call its unfolded
+    copy in the test half "truth" and push the AUC below 0.5 for a good unfolding.
+    """
+    if paired and len(truth) != len(other):
+        raise ValueError(f"paired classifier test needs equal sizes, got {len(truth)} and {len(other)}")
     x = np.concatenate([truth, other]).astype(np.float64)
     y = np.concatenate([np.zeros(len(truth)), np.ones(len(other))])
     w = np.concatenate([np.ones(len(truth)) if w_truth is None else w_truth,
@@ -64,7 +72,7 @@ def c2st(truth: np.ndarray, other: np.ndarray, w_truth: np.ndarray | None = None
     w_train = np.where(y == 1, w_train / w_train[y == 1].sum(), w_train / w_train[y == 0].sum())
     x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-9)
     rng = np.random.default_rng(seed)
-    test = rng.random(len(x)) < 0.5
+    test = np.tile(rng.random(len(truth)) < 0.5, 2) if paired else rng.random(len(x)) < 0.5
     xtr, ytr, wtr = (jnp.asarray(a[~test], jnp.float32) for a in (x, y, w_train))
     tx = optax.adam(3e-3)
     params = _mlp_init(jax.random.key(seed), [x.shape[1], hidden, hidden, 1])

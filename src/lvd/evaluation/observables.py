@@ -23,18 +23,15 @@ OBSERVABLES: dict[str, tuple[str, str]] = {
 
 
 def decay_p4(particles: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
-    """Four-vectors ``[..., 6, 4]`` (float64) of the six decay products.
+    """On-shell four-vectors ``[..., 6, 4]`` (float64) of the six decay products, from ``pt, eta, phi, mass``.
 
-    Momenta from ``pt, eta, phi``; the energy is the stated ``energy`` where present (unfolded outputs: the
-    model's own E, as the consistency loss uses it), else from the mass (truth).
+    A stored ``energy`` is not used: a four-vector is what a user builds from the momentum and the mass (with
+    ``vector`` or ROOT), and an energy that disagreed with them would flatter masses built from it.
     """
     vectors = []
     for p in physics.DECAY_PRODUCTS:
-        f = {k: np.asarray(v, np.float64) for k, v in particles[p].items()}
-        p4 = physics.p4_from_ptetaphim(f["pt"], f["eta"], f["phi"], f["mass"])
-        if "energy" in f:
-            p4[..., 3] = f["energy"]
-        vectors.append(p4)
+        f = {k: np.asarray(particles[p][k], np.float64) for k in ("pt", "eta", "phi", "mass")}
+        vectors.append(physics.p4_from_ptetaphim(f["pt"], f["eta"], f["phi"], f["mass"]))
     return np.stack(vectors, axis=-2)
 
 

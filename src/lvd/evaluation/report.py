@@ -169,7 +169,7 @@ def evaluate(unfolded_path: str | os.PathLike, out_dir: str | os.PathLike, truth
     say("classifier two-sample test")
     result["c2st"] = c2st(c2st_features(truth_data.truth), c2st_features({p: {f: v[:, 0] for f, v in d.items()}
                                                                           for p, d in data.unfolded.items()}),
-                          w, w, seed=seed, steps=c2st_steps)
+                          w, w, seed=seed, steps=c2st_steps, paired=True)
     if plots != "none":
         say("plots")
         from lvd.evaluation import plots as pl

@@ -12,9 +12,7 @@ from flax import nnx
 
 from lvd import physics
 from lvd.data.loader import Batch
-from lvd.data.representation import N_PARTON_FEATURES, N_PARTONS
-
-LOG_E_MAX = 12.0  # clip log(E+1) before expm1: a wild decoder output must not overflow to inf
+from lvd.data.partons import PartonRepresentation, parton_representation
 
 
 @dataclass(frozen=True)
@@ -27,16 +25,29 @@ class Dims:
     parton_std: tuple[float, ...]
     mass_sq_mean: tuple[float, ...]
     mass_sq_std: tuple[float, ...]
+    representation: str = "paper"  # the parton representation's name
 
     @classmethod
     def from_normalizer(cls, norm) -> Dims:
         t = lambda a: tuple(float(v) for v in np.asarray(a))  # noqa: E731
         return cls(len(norm.object_features), len(norm.met_features), t(norm.parton_mean), t(norm.parton_std),
-                   t(norm.mass_sq_mean), t(norm.mass_sq_std))
+                   t(norm.mass_sq_mean), t(norm.mass_sq_std), norm.parton_representation)
 
     @property
     def parton_dim(self) -> int:
         return len(self.parton_mean)
+
+    @property
+    def partons(self) -> PartonRepresentation:
+        return parton_representation(self.representation)
+
+    def physical(self, x_norm: jax.Array) -> jax.Array:
+        """Normalised parton vectors ``[..., D]`` -> physical units."""
+        return x_norm * jnp.asarray(self.parton_std) + jnp.asarray(self.parton_mean)
+
+    def daughters(self, x_norm: jax.Array) -> jax.Array:
+        """Normalised parton vectors ``[..., D]`` -> on-shell decay products ``[..., 6, 4]`` (what unfolding writes)."""
+        return self.partons.decode(self.physical(x_norm))
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,7 @@ class UnfoldingModel(nnx.Module, abc.ABC):
     e.g. the pre-trained VAE of the latent-diffusion baseline.
     """
 
+    dims: Dims  # every model keeps the sizes and statistics it was built for
     FROZEN: tuple[str, ...] = ()
     FROZEN_KIND: str | None = None  # the model kind of the run frozen_source names
     # metrics() entries the progress bar shows, with their labels
@@ -108,27 +120,30 @@ class UnfoldingModel(nnx.Module, abc.ABC):
     @abc.abstractmethod
     def sample(self, objects: jax.Array, mask: jax.Array, met: jax.Array, keys: jax.Array,
                sampler: str, steps: int, spacing: str | None = None) -> jax.Array:
-        """Normalised parton vectors ``[B, 55]``, one draw per event, event i drawn from ``keys[i]`` only."""
+        """Normalised parton vectors ``[B, D]``, one draw per event, event i drawn from ``keys[i]`` only."""
 
-
-def parton_p4(x_norm: jax.Array, dims: Dims) -> jax.Array:
-    """Normalised ``[B, 55]`` -> physical ``[B, 11, 5]`` features with ``log(E+1)`` clipped to a safe range."""
-    f = (x_norm * jnp.asarray(dims.parton_std) + jnp.asarray(dims.parton_mean)).reshape(-1, N_PARTONS, N_PARTON_FEATURES)
-    return f.at[..., 3].set(jnp.clip(f[..., 3], 0.0, LOG_E_MAX))
+    def unfold(self, objects: jax.Array, mask: jax.Array, met: jax.Array, keys: jax.Array, sampler: str, steps: int,
+               spacing: str | None = None) -> jax.Array:
+        """On-shell decay products ``[B, 6, 4]`` of one draw per event (what ``lvd unfold`` writes)."""
+        return self.dims.daughters(self.sample(objects, mask, met, keys, sampler, steps, spacing))
 
 
 def consistency_terms(x_hat: jax.Array, x: jax.Array, dims: Dims) -> tuple[jax.Array, jax.Array]:
     """``(consistency [B], mass_match [B])`` in normalised squared-mass units (docs/design.md §3.2).
 
-    consistency: the five resonance masses the model states (feature 4 of objects 6–10), squared, against
-    those of its own decay products' summed four-vectors; mass_match: the latter against the truth's.
+    consistency: the resonance masses the representation states (the paper's feature 4 of objects 6–10),
+    squared, against those of the model's own decay products summed — built on shell at the daughters'
+    physical masses, so off-shell daughters cannot satisfy it; zero for a representation that states no masses
+    of its own (the decay chain: its resonances are the daughters' sums by construction). mass_match: the
+    daughters' resonance masses against the truth's.
     """
-    f_hat = parton_p4(x_hat, dims)
     scale = jnp.asarray(dims.mass_sq_std)
-    explicit = physics.explicit_masses(f_hat) ** 2
-    derived = physics.mass_sq(physics.resonances(physics.p4_from_parton_features(f_hat)[:, : len(physics.DECAY_PRODUCTS)]))
-    consistency = jnp.mean(((explicit - derived) / scale) ** 2, axis=-1)
-    f = parton_p4(x, dims)
-    derived_true = physics.mass_sq(physics.resonances(physics.p4_from_parton_features(f)[:, : len(physics.DECAY_PRODUCTS)]))
+    derived = physics.mass_sq(physics.resonances(dims.daughters(x_hat)))  # [B, 5]
+    stated = dims.partons.stated_masses(dims.physical(x_hat))
+    if stated is None:
+        consistency = jnp.zeros(x_hat.shape[:-1])
+    else:
+        consistency = jnp.mean(((stated**2 - derived) / scale) ** 2, axis=-1)
+    derived_true = physics.mass_sq(physics.resonances(dims.daughters(x)))
     mass_match = jnp.mean(((derived - derived_true) / scale) ** 2, axis=-1)
     return consistency, mass_match

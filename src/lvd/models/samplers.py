@@ -182,7 +182,7 @@ class Sampler(abc.ABC):
             n_keys = jax.tree_util.tree_leaves(keys)[0].shape[0]
             if n_keys != z1.shape[0]:
                 raise ValueError(f"{n_keys} keys for a batch of {z1.shape[0]} events")
-        t = time_grid(gamma_fn, steps, self.default_spacing if spacing is None else spacing)
+        t = time_grid(gamma_fn, steps, self.default_spacing if spacing in (None, "default") else spacing)
         gammas = jnp.asarray(gamma_fn(t), z1.dtype)
         return self._integrate(eps_fn, gammas, z1, keys)
 

@@ -29,8 +29,9 @@ from jax.sharding import PartitionSpec as P
 from lvd import config, distributed, physics
 from lvd.config import Options, SampleOptions
 from lvd.data.merge import merge_files
-from lvd.data.representation import N_PARTON_FEATURES, N_PARTONS, Arrays, raw_arrays
+from lvd.data.representation import Arrays, raw_arrays
 from lvd.data.schema import EventData, EventWriter, FileLayout, count_events, read_events
+from lvd.data.vectors import to_awkward
 from lvd.distributed import make_mesh
 from lvd.errors import OptionsError
 from lvd.models.samplers import resolve_spacing
@@ -40,17 +41,18 @@ from lvd.version import __version__
 UNFOLDED_FEATURES = ("pt", "eta", "phi", "mass", "energy")
 
 
-def features_to_particles(f: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-    """Physical parton features ``[..., 11, 5]`` -> particle -> ``{pt, eta, phi, mass, energy}`` ``[...]``.
+def daughters_to_particles(p4: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """On-shell decay products ``[..., 6, 4]`` -> particle -> ``{pt, eta, phi, mass, energy}`` ``[...]`` (float32).
 
-    The mass is the model's own mass feature; momenta and energy come from ``(px, py, pz, log(E+1))``.
+    The mass is each daughter's fixed physical mass and the energy ``√(p² + m²)``: one consistent four-vector
+    per daughter, whatever the model's internal representation.
     """
-    p4 = physics.p4_from_parton_features(f.astype(np.float64))
+    p4 = physics.daughters_on_shell(np.asarray(p4, np.float64))
     out = {}
-    for i, name in enumerate(physics.PARTONS):
+    for i, name in enumerate(physics.DECAY_PRODUCTS):
         v = p4[..., i, :]
         out[name] = {"pt": physics.pt(v), "eta": physics.eta(v), "phi": physics.phi(v),
-                     "mass": f[..., i, 4].astype(np.float64), "energy": v[..., 3]}
+                     "mass": np.full(v.shape[:-1], physics.DAUGHTER_MASS[i]), "energy": v[..., 3]}
     return {p: {k: a.astype(np.float32) for k, a in feats.items()} for p, feats in out.items()}
 
 
@@ -78,8 +80,7 @@ class Unfolder:
         graphdef = self.graphdef
 
         def run(params, objects, mask, met, keys):
-            model = params.model(graphdef)
-            return model.sample(objects, mask, met, keys, sampler, steps, spacing)
+            return params.model(graphdef).unfold(objects, mask, met, keys, sampler, steps, spacing)
 
         return jax.jit(run)
 
@@ -92,9 +93,9 @@ class Unfolder:
                       spacing: str | None = None, seed: int | None = None, batch_size: int | None = None,
                       first_event: int = 0, on_batch: Callable[[int], None] | None = None,
                       on_result: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray | None:
-        """Physical parton features ``[N, K, 11, 5]`` for normalised ``arrays`` (events numbered from ``first_event``).
+        """On-shell decay products ``[N, K, 6, 4]`` for normalised ``arrays`` (events numbered from ``first_event``).
 
-        With ``on_result(start, features [b, K, 11, 5])`` the batches are handed over as they come and nothing is
+        With ``on_result(start, daughters [b, K, 6, 4])`` the batches are handed over as they come and nothing is
         kept (for files larger than memory); the return value is then None.
         """
         s = self.options.sample
@@ -121,8 +122,7 @@ class Unfolder:
             put = lambda a: jax.device_put(a, sharding)  # noqa: E731
             x = fn(self.params, put(arrays.objects[ev_in]), put(arrays.mask[ev_in]), put(arrays.met[ev_in]),
                    put(keys))
-            x = np.asarray(jax.device_get(x))[: b * k]
-            f = self.normalizer.partons_inverse(x).reshape(b, k, N_PARTONS, N_PARTON_FEATURES)
+            f = np.asarray(jax.device_get(x))[: b * k].reshape(b, k, *x.shape[1:])  # [b, K, 6, 4]
             if on_result is None:
                 out.append(f)
             else:
@@ -131,9 +131,11 @@ class Unfolder:
                 on_batch(b)
         return None if out is None else np.concatenate(out)
 
-    def sample(self, data: EventData, k: int = 1, **kw) -> dict[str, dict[str, np.ndarray]]:
-        """``particle -> feature -> [N, K]`` samples for the events of ``data``."""
-        return features_to_particles(self.sample_arrays(self.prepare(data), k, **kw))
+    def sample(self, data: EventData, k: int = 1, as_awkward: bool = False, **kw):
+        """``particle -> feature -> [N, K]`` samples for the events of ``data``; with ``as_awkward`` an awkward
+        array of N events with ``vector`` four-momenta per particle instead (``(ev.b_had + ev.q1 + ev.q2).mass``)."""
+        particles = daughters_to_particles(self.sample_arrays(self.prepare(data), k, **kw))
+        return to_awkward(particles) if as_awkward else particles
 
 
 def sample_options(stored: Options, overrides: Sequence[str] = (), **values: Any) -> SampleOptions:
@@ -192,7 +194,7 @@ def _unfold_rows(u: Unfolder, data_path, out_path, *, samples, sampler, steps, s
     with EventWriter(out_path, attrs=attrs, layout=u.layout) as writer:
         def write(start: int, f: np.ndarray) -> None:
             chunk = data.take(slice(start, start + f.shape[0]))
-            chunk.unfolded = features_to_particles(f)
+            chunk.unfolded = daughters_to_particles(f)
             writer.append(chunk)
 
         u.sample_arrays(arrays, k, sampler=sampler, steps=steps, spacing=spacing, seed=seed, batch_size=batch_size,

@@ -34,8 +34,8 @@ from lvd.training.state import EmaParams, TrainState, ema_template, init_state
 
 # Options that may change when a run is resumed without making it a different run.
 RESUMABLE_CHANGES = ("name", "train.steps", "train.time_limit_minutes", "train.log_every", "train.validate_every",
-                     "train.checkpoint_every", "train.validation_batches", "train.physics_every",
-                     "train.physics_events", "train.physics_samples", "sample.")
+                     "train.checkpoint_every", "train.validation_batches", "train.physics_events",
+                     "train.physics_samples", "sample.")
 
 
 @dataclass(frozen=True)
