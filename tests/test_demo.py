@@ -1,10 +1,10 @@
-"""The README's main command, in its quick form: the whole chain runs and produces a sensible report."""
+"""The README's main command, in its quick forms: the whole chain runs and produces a sensible report."""
 
 import json
 
 
-def test_demo_quick(tmp_path, run_cli):
-    code, out, err = run_cli("demo", "--quick", "--out", tmp_path / "demo")
+def test_demo_train_quick(tmp_path, run_cli):
+    code, out, err = run_cli("demo", "--train", "--quick", "--out", tmp_path / "demo")
     assert code == 0, err[-2000:]
     report = tmp_path / "demo" / "report"
     assert (report / "report.md").exists() and (report / "plots" / "mass_peaks.png").exists()

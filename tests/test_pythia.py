@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ pytest.importorskip("awkward", reason="the [generate] extra (awkward) is not ins
 
 from lvd import physics  # noqa: E402
 from lvd.data.generate import pythia  # noqa: E402
+from lvd.data.generate.top_mass import TopMass, top_width  # noqa: E402
 from lvd.data.schema import read_events  # noqa: E402
 from lvd.errors import LvdError  # noqa: E402
 
@@ -128,3 +130,87 @@ def test_missing_extra_is_a_user_error(monkeypatch, tmp_path):
     with pytest.raises(LvdError, match=r"pip install 'lvd\[generate\]'"):
         pythia.generate_file(tmp_path / "x.h5", 10)
     assert not (tmp_path / "x.h5").exists()
+
+
+# --- the top mass ----------------------------------------------------------------------------------
+
+def _decay_product_top_masses(data) -> np.ndarray:
+    """``[2N]`` masses of t_lep and t_had rebuilt from their decay products."""
+    res = physics.mass(physics.resonances(data.truth_p4()))
+    return res[:, [physics.RESONANCES.index("t_lep"), physics.RESONANCES.index("t_had")]].ravel()
+
+
+def _bootstrap_se(a: np.ndarray, b: np.ndarray, n_boot: int = 400) -> float:
+    """Bootstrap standard error of ``median(a) - median(b)`` for independent samples."""
+    rng = np.random.default_rng(0)
+    diffs = [np.median(rng.choice(a, a.size)) - np.median(rng.choice(b, b.size)) for _ in range(n_boot)]
+    return float(np.std(diffs))
+
+
+def test_fixed_top_mass_shifts_the_truth(smoke, tmp_path):
+    path, _, _ = smoke  # 172.5 GeV
+    heavy_path = tmp_path / "175.h5"
+    attrs = pythia.generate_file(heavy_path, 200, seed=2, mpi=False, cfg=replace(FAST, top=TopMass(175.0)))
+    nominal, heavy = read_events(path), read_events(heavy_path)
+    # the truth tops move by the change of the pole mass: those rebuilt from the decay products (their median
+    # sits ~0.7 GeV below the pole, the same at both masses) and the event record's own tops
+    for a, b in ((_decay_product_top_masses(heavy), _decay_product_top_masses(nominal)),
+                 (np.concatenate([heavy.truth[t]["mass"] for t in ("t_lep", "t_had")]),
+                  np.concatenate([nominal.truth[t]["mass"] for t in ("t_lep", "t_had")]))):
+        shift = np.median(a) - np.median(b)
+        assert abs(shift - 2.5) < 5.0 * _bootstrap_se(a, b), shift
+    for data, mass in ((nominal, 172.5), (heavy, 175.0)):
+        np.testing.assert_array_equal(data.generator["top_mass"], np.float32(mass))
+        np.testing.assert_array_equal(data.generator["top_width"], np.float32(top_width(mass)))
+    assert attrs["top_mass"] == 175.0 and "6:m0 = 175.0" in attrs["pythia_settings"]
+    assert "6:doForceWidth = on" in attrs["pythia_settings"]
+
+
+def test_mass_range_draws_one_mass_per_batch_reproducibly(tmp_path):
+    cfg = pythia.PythiaConfig(batch_size=100, top=TopMass(mass_range=(169.0, 176.0)))
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    attrs = pythia.generate_file(a, 60, seed=5, mpi=False, cfg=cfg)
+    pythia.generate_file(b, 60, seed=5, mpi=False, cfg=cfg)
+    data = read_events(a)
+    m = data.generator["top_mass"]
+    assert 169.0 <= m.min() and m.max() <= 176.0
+    # one mass per batch: constant runs of events, several batches in 60 events of ~20 % selection efficiency
+    assert len(np.unique(m)) >= 2 and np.count_nonzero(np.diff(m)) == len(np.unique(m)) - 1
+    np.testing.assert_allclose(data.generator["top_width"], top_width(m.astype(np.float64)), rtol=1e-6)
+    # the event record's tops sit at their batch's mass
+    diff = np.concatenate([data.truth[t]["mass"] - m for t in ("t_lep", "t_had")])
+    q25, q75 = np.quantile(diff, [0.25, 0.75])
+    assert abs(np.median(diff)) < 5.0 * np.pi * (q75 - q25) / (4.0 * np.sqrt(diff.size)) + 0.03
+    assert attrs["top_mass_range"] == [169.0, 176.0] and not any(s.startswith("6:m0") for s in attrs["pythia_settings"])
+    again = read_events(b)
+    for k in ("top_mass", "top_width"):
+        np.testing.assert_array_equal(again.generator[k], data.generator[k])
+    for k, v in _arrays(data).items():
+        np.testing.assert_array_equal(_arrays(again)[k], v, err_msg=k)
+
+
+def test_reinitialising_gives_the_events_of_a_fresh_pythia():
+    """What the range relies on: init() at a new mass forgets the previous run (its mass, its random stream)."""
+    used = pythia.PythiaGenerator(pythia.PythiaConfig(mpi=False), seed=5)
+    used.pythia.nextBatch(20)
+    used._init_at(175.0, 777)
+    fresh = pythia.PythiaGenerator(pythia.PythiaConfig(mpi=False, top=TopMass(mass_range=(170.0, 180.0))), seed=6)
+    fresh._init_at(175.0, 777)
+    ak = used.ak
+    a, b = (pythia._Flat(ak, g.pythia.nextBatch(20)["prt"]) for g in (used, fresh))
+    for k in pythia._Flat.FIELDS:
+        np.testing.assert_array_equal(a.arrays[k], b.arrays[k], err_msg=k)
+
+
+def test_pythia_own_width_scales_like_the_rule():
+    """Pythia's own top width (its formula with QCD corrections, not forced) grows with the mass as lvd's LO rule."""
+    p8, _, _ = pythia._backends()
+
+    def own_width(mass: float) -> float:
+        p = p8.Pythia("", False)
+        for s in ("Print:quiet = on", "Top:gg2ttbar = on", "PartonLevel:all = off", f"6:m0 = {mass}"):
+            assert p.readString(s)
+        assert p.init()
+        return p.particleData.mWidth(6)
+
+    assert own_width(175.0) / own_width(172.5) == pytest.approx(top_width(175.0) / top_width(172.5), rel=1e-3)

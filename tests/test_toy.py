@@ -65,7 +65,8 @@ def test_conservation_survives_the_file(toy_file):
 def test_masses_are_breit_wigner_at_configured_values(internals):
     v, _ = internals
     cfg = toy.ToyConfig()
-    for name, m0, width in (("t_lep", cfg.m_top, cfg.gamma_top), ("t_had", cfg.m_top, cfg.gamma_top),
+    m_top, gamma_top = cfg.top.mass, float(cfg.top.width_at(cfg.top.mass))
+    for name, m0, width in (("t_lep", m_top, gamma_top), ("t_had", m_top, gamma_top),
                             ("W_lep", cfg.m_w, cfg.gamma_w), ("W_had", cfg.m_w, cfg.gamma_w)):
         m = physics.mass(v[name])
         q25, q50, q75 = np.quantile(m, [0.25, 0.5, 0.75])
@@ -80,7 +81,7 @@ def test_w_helicity_fractions():
     rng = np.random.default_rng(11)
     n = 40_000
     top = physics.p4_from_ptetaphim(rng.uniform(0, 400, n), rng.uniform(-3, 3, n), rng.uniform(-3, 3, n),
-                                    np.full(n, cfg.m_top))
+                                    np.full(n, cfg.top.mass))
     m_w = np.full(n, cfg.m_w)
     d = toy.decay_top(rng, top, m_w, 4.8, np.full(n, 0.000511), np.zeros(n), cfg)
     w_in_top = physics.boost(d["W"], -physics.velocity(top))
@@ -93,7 +94,7 @@ def test_w_helicity_fractions():
     assert (cos**2).mean() == pytest.approx(cfg.f0 / 5 + cfg.fl * 2 / 5, abs=4 * (cos**2).std() / np.sqrt(n))
     # exact decay kinematics at any top momentum
     np.testing.assert_allclose(physics.mass(d["down"] + d["up"]), cfg.m_w, rtol=1e-9)
-    np.testing.assert_allclose(physics.mass(d["W"] + d["b"]), cfg.m_top, rtol=1e-9)
+    np.testing.assert_allclose(physics.mass(d["W"] + d["b"]), cfg.top.mass, rtol=1e-9)
 
 
 def test_charges_and_flavours_consistent(internals):

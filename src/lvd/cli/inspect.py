@@ -25,6 +25,25 @@ def _stats_table(title: str, stats: dict[str, dict[str, float]]) -> Table:
     return t
 
 
+def _top_mass_line(attrs: dict, generator: dict[str, dict[str, float]]) -> str:
+    """The generated top masses: as asked (root attributes) and as found in the events (GENERATOR)."""
+    m = generator["top_mass"]
+    if "top_mass" in attrs:
+        asked = f"{attrs['top_mass']:g} GeV"
+    elif "top_mass_range" in attrs:
+        lo, hi = attrs["top_mass_range"]
+        asked = f"range {lo:g}-{hi:g} GeV"
+    else:
+        asked = "per event"
+    line = f"{asked}; events {m['min']:.4g}-{m['max']:.4g} GeV, mean {m['mean']:.4g}"
+    if "top_width" in generator:
+        w = generator["top_width"]
+        line += f"; width {w['min']:.3g}-{w['max']:.3g} GeV"
+    if "top_width_rule" in attrs:
+        line += f" ({attrs['top_width_rule']})"
+    return line
+
+
 def inspect_file(path: Path, as_json: bool = False) -> None:
     data = read_events(path, source_layout(path))
     summary = summarize(data)
@@ -42,6 +61,8 @@ def inspect_file(path: Path, as_json: bool = False) -> None:
         cf = a["cutflow"]
         steps = " → ".join(f"{k} {v:,} ({v / cf['generated']:.3f})" for k, v in cf.items())
         console.print(f"  selection: {steps}")
+    if "top_mass" in summary.get("generator", {}):
+        console.print(f"  generated top mass: {_top_mass_line(a, summary['generator'])}")
     mult = summary["jet_multiplicity"]
     console.print("  jets per event: " + ", ".join(f"{k}: {v / summary['n_events']:.3f}" for k, v in mult.items() if v))
     if "btag_multiplicity" in summary:

@@ -88,18 +88,25 @@ def generate_toy(
     n: Annotated[int, typer.Option("--events", "-e", help="Selected events to write.")] = 100_000,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Random seed; same seed, same file.")] = 0,
     shard: Annotated[str | None, typer.Option(help="k/n: shard k of n (independent random stream).")] = None,
+    top_mass: Annotated[float | None, typer.Option(help="Top pole mass in GeV for every event (default 172.5).")] = None,
+    top_mass_range: Annotated[str | None, typer.Option(help="LO:HI in GeV, e.g. 169:176: top masses drawn uniformly, one per event; stored per event in GENERATOR/top_mass.")] = None,
+    top_width: Annotated[float | None, typer.Option(help="Top width in GeV at every mass (default: the LO SM width, ∝ m_t³(1-x)²(1+2x), x = m_W²/m_t², 1.32 GeV at 172.5).")] = None,
 ) -> None:
     """Embedded LO tt̄ generator with a parametric detector (NumPy only, fast)."""
     from lvd.cli.progress import console, progress_bar
     from lvd.data.generate import toy
+    from lvd.data.generate.top_mass import TopMass
 
     _check_events(n)
     k, _ = parse_shard(shard)
+    top = TopMass.from_options(top_mass, top_mass_range, top_width)
+    cfg = toy.ToyConfig(top=top)  # checks the masses against the toy's Breit–Wigner windows
     with progress_bar(n, "toy tt̄") as advance:
-        attrs = toy.generate_file(out, n, seed=seed, shard=k, on_progress=advance)
+        attrs = toy.generate_file(out, n, seed=seed, shard=k, on_progress=advance, cfg=cfg)
     cf = attrs["cutflow"]
     console.print(f"wrote {out}: {n:,} selected events (selection efficiency "
-                  f"{cf['min_btags'] / cf['generated']:.3f}, σ_LO = {attrs['cross_section_pb']:.0f} pb)")
+                  f"{cf['min_btags'] / cf['generated']:.3f}, σ_LO = {attrs['cross_section_pb']:.0f} pb, "
+                  f"top mass {top.describe()})")
 
 
 @generate_app.command("pythia")
@@ -111,21 +118,27 @@ def generate_pythia(
     shard: Annotated[str | None, typer.Option(help="k/n: shard k of n (independent seeds).")] = None,
     truth: Annotated[TruthRecord, typer.Option(help="Truth record: event (after ISR recoil) or process (LHE-like).")] = TruthRecord.event,
     mpi: Annotated[bool, typer.Option(help="Multi-parton interactions (the underlying event; ~5x slower).")] = True,
+    top_mass: Annotated[float | None, typer.Option(help="Top pole mass in GeV for every event (default 172.5).")] = None,
+    top_mass_range: Annotated[str | None, typer.Option(help="LO:HI in GeV, e.g. 169:176: top masses drawn uniformly, one per batch of events (Pythia is re-initialised at each); stored per event in GENERATOR/top_mass.")] = None,
+    top_width: Annotated[float | None, typer.Option(help="Top width in GeV at every mass (default: the LO SM width, ∝ m_t³(1-x)²(1+2x), x = m_W²/m_t², 1.32 GeV at 172.5).")] = None,
 ) -> None:
     """Pythia 8 + FastJet semi-leptonic tt̄ (needs the \\[generate] extra: pip install 'lvd\\[generate]')."""
     from lvd.cli.progress import console, progress_bar
     from lvd.data.generate import pythia
+    from lvd.data.generate.top_mass import TopMass
 
     _check_events(n)
     k, n_shards = parse_shard(shard)
     if workers < 1:
         raise LvdError(f"--workers {workers}: need at least 1")
+    top = TopMass.from_options(top_mass, top_mass_range, top_width)
     with progress_bar(n, "pythia tt̄") as advance:
         attrs = pythia.generate_file(out, n, seed=seed, workers=workers, shard=k, n_shards=n_shards,
-                                     truth=truth.value, mpi=mpi, on_progress=advance)
+                                     truth=truth.value, mpi=mpi, on_progress=advance,
+                                     cfg=pythia.PythiaConfig(top=top))
     cf = attrs["cutflow"]
     console.print(f"wrote {out}: {n:,} selected events (selection efficiency "
-                  f"{cf['min_btags'] / cf['generated']:.3f} of generated e/μ+jets)")
+                  f"{cf['min_btags'] / cf['generated']:.3f} of generated e/μ+jets, top mass {top.describe()})")
 
 
 @app.command("inspect")
@@ -284,14 +297,16 @@ def compare_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for data, run, unfolded samples and report.")] = Path("lvd-demo"),
-    quick: Annotated[bool, typer.Option(help="A few-minute version (tiny data and model) used by the tests.")] = False,
-    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of everything.")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for data, unfolded samples and report (and the run).")] = Path("lvd-demo"),
+    train: Annotated[bool, typer.Option("--train", help="Train a small LVD from scratch instead of using the shipped one.")] = False,
+    quick: Annotated[bool, typer.Option(help="About a minute: fewer events and samples (and a tiny model with --train).")] = False,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of the fresh events, the sampling (and the training).")] = 0,
 ) -> None:
-    """Generate toy data, train a small LVD, unfold held-out events, evaluate: the whole chain on this machine."""
+    """Unfold fresh toy events with the LVD model shipped with lvd and evaluate them (--train: the whole chain
+    from scratch: generate, train, unfold, evaluate)."""
     from lvd.cli.demo import run_demo
 
-    run_demo(out, quick=quick, seed=seed)
+    run_demo(out, quick=quick, seed=seed, from_scratch=train)
 
 
 @app.command("bench")
@@ -355,7 +370,7 @@ def main() -> None:
     except LvdError as e:
         print(f"lvd: error: {e}", file=sys.stderr)
         sys.exit(2)
-    except (KeyboardInterrupt, parser_errors.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         print("lvd: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -8,6 +8,7 @@ Layout (per-feature datasets, GeV and radians)::
     TRUTH/<particle>/<feature>         float32 [N]     pt, eta, phi, mass; pdgid is int32
     WEIGHTS/weight                     float32 [N]     optional MC event weight
     UNFOLDED/<particle>/<feature>      float32 [N, K]  only in files written by ``lvd unfold``
+    GENERATOR/<name>                   float32 [N]     optional per-event generator values (top_mass, top_width)
 
 Group and feature names are a :class:`FileLayout`, so SPANet-style files with other names are read by
 configuration. Files are written to a temporary name in the target folder and renamed on success, so an
@@ -52,6 +53,7 @@ class FileLayout:
     truth_group: str = _NAMES.truth_group
     weight_dataset: str = _NAMES.weight_dataset
     unfolded_group: str = "UNFOLDED"
+    generator_group: str = "GENERATOR"
     mask_name: str = _NAMES.mask_name
     source_features: tuple[str, ...] = _NAMES.source_features
     met_features: tuple[str, ...] = _NAMES.met_features
@@ -105,6 +107,8 @@ class EventData:
         weights: ``[N]`` MC event weights, or None (all ones).
         unfolded: particle -> feature -> ``[N, K]`` posterior samples, or None.
         attrs: file-level metadata (generator, seed, cut flow, ...).
+        generator: name -> ``[N]`` values the generator chose per event (``top_mass``, ``top_width`` in GeV),
+            or None.
     """
 
     source: dict[str, np.ndarray]
@@ -114,6 +118,8 @@ class EventData:
     weights: np.ndarray | None = None
     unfolded: Truth | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    # last, so that positional construction keeps its meaning
+    generator: dict[str, np.ndarray] | None = None
 
     @property
     def n_events(self) -> int:
@@ -160,6 +166,7 @@ class EventData:
             weights=sub(self.weights),
             unfolded=sub(self.unfolded),
             attrs=dict(self.attrs),
+            generator=sub(self.generator),
         )
 
 
@@ -197,6 +204,7 @@ def concatenate(parts: Sequence[EventData], names: Sequence[str] | None = None) 
         weights=cat([p.weights for p in parts]),
         unfolded=cat([p.unfolded for p in parts]),
         attrs=dict(parts[0].attrs),
+        generator=cat([p.generator for p in parts]),
     )
 
 
@@ -208,6 +216,7 @@ def _structure(data: EventData) -> set[str]:
             names |= {f"{tag}/{p}/{f}" for f in feats}
     if data.weights is not None:
         names.add("weights")
+    names |= {f"generator/{k}" for k in data.generator or {}}
     return names
 
 
@@ -293,6 +302,8 @@ class EventWriter:
                     arrays[f"{group}/{particle}/{k}"] = v.astype(dtype)
         if data.weights is not None:
             arrays[lay.weight_dataset] = data.weights.astype(np.float32)
+        for k, v in (data.generator or {}).items():
+            arrays[f"{lay.generator_group}/{k}"] = v.astype(np.float32)
         if self._datasets and set(arrays) != set(self._datasets):
             raise DataError(f"{self.path}: a chunk carries different datasets from the first one")
         n = data.n_events
@@ -461,9 +472,16 @@ class _Reader:
             for p, grp in f[lay.unfolded_group].items():
                 unfolded[p] = {k: self.dataset(f"{lay.unfolded_group}/{p}/{k}", ndim=2, n_rows=n)
                                for k in grp}
+        generator = None
+        if lay.generator_group in f:
+            generator = {k: self.dataset(f"{lay.generator_group}/{k}", shape=(n,)) for k in f[lay.generator_group]}
+            for k in _POSITIVE_GENERATOR_VALUES:
+                if k in generator and (generator[k] <= 0).any():
+                    raise self.fail(f"dataset {lay.generator_group}/{k} is not positive at event "
+                                    f"{int(np.argmax(generator[k] <= 0)) + self.offset}")
         attrs = {k: _from_attr(v) for k, v in f.attrs.items()}
         return EventData(source=source, mask=mask, met=met, truth=truth, weights=weights,
-                         unfolded=unfolded, attrs=attrs)
+                         unfolded=unfolded, attrs=attrs, generator=generator)
 
     def feature(self, group: str, name: str, **checks) -> np.ndarray:
         """lvd feature ``name`` of ``group`` under the file's name for it (or lvd's); ``phi`` may come from
@@ -515,6 +533,10 @@ class _Reader:
                 obj_txt = f", object {where[1]}" if a.ndim > 1 else ""
                 raise self.fail(f"dataset {name} has NaN/inf at event {where[0] + self.offset}{obj_txt}")
         return a
+
+
+# GENERATOR values that are masses or widths (GeV)
+_POSITIVE_GENERATOR_VALUES = ("top_mass", "top_width")
 
 
 def _from_attr(v: Any) -> Any:

@@ -17,7 +17,8 @@ def _stats(x: np.ndarray) -> dict[str, float]:
 
 
 def summarize(data: EventData) -> dict[str, Any]:
-    """Counts, feature ranges over real entries, object multiplicities, truth ranges, weights, cut flow."""
+    """Counts, feature ranges over real entries, object multiplicities, truth ranges, the generator's per-event
+    values (e.g. the top mass), weights, cut flow."""
     mask = data.mask
     lepton = np.zeros_like(mask)
     for flag in ("is_electron", "is_muon"):
@@ -40,6 +41,8 @@ def summarize(data: EventData) -> dict[str, Any]:
     if data.truth is not None:
         out["truth"] = {p: {k: _stats(v) for k, v in feats.items() if k != "pdgid"}
                         for p, feats in data.truth.items()}
+    if data.generator is not None:
+        out["generator"] = {k: _stats(v) for k, v in data.generator.items()}
     if data.unfolded is not None:
         first = next(iter(next(iter(data.unfolded.values())).values()))
         out["unfolded_samples_per_event"] = int(first.shape[1])

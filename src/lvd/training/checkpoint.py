@@ -160,6 +160,23 @@ def restore_state(step_dir: Path, template: TrainState, sharding=None) -> TrainS
 _EMA_FIELDS = {"step": "step", "sched": "ema_sched", "main": "ema_main", "rest": "rest"}
 
 
+def save_ema(folder: Path, ema: EmaParams, meta: dict[str, Any]) -> Path:
+    """A checkpoint of only what sampling needs (``folder/checkpoints/best/<step>``): EMA parameters, frozen state
+    and step under the names a full checkpoint uses, so :func:`restore_ema` reads both alike; a fraction of the
+    size of a full checkpoint (no optimiser moments, no raw parameters). It cannot be resumed."""
+    ocp = _ocp()
+    step = int(jax.device_get(ema.step))
+    pure = {stored: to_pure(getattr(ema, f)) for f, stored in _EMA_FIELDS.items()}
+    mgr = _manager(Path(folder) / "checkpoints" / "best")
+    try:
+        mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(pure), meta=ocp.args.JsonSave(meta)),
+                 force=True)
+        mgr.wait_until_finished()
+    finally:
+        mgr.close()
+    return Path(folder) / "checkpoints" / "best" / str(step)
+
+
 def restore_ema(step_dir: Path, template: EmaParams, sharding=None) -> EmaParams:
     """Only what sampling needs (EMA parameters, frozen state, step): the optimiser states are not read."""
     pure = {stored: to_pure(getattr(template, f)) for f, stored in _EMA_FIELDS.items()}

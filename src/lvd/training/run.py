@@ -88,6 +88,12 @@ class Checkpoint:
     def step(self) -> int:
         return int(self.step_dir.name)
 
+    def export(self, folder: str | os.PathLike, **extra_meta: Any) -> Path:
+        """A sampling-only copy of this checkpoint in ``folder`` (EMA parameters and metadata; e.g. to ship a model):
+        ``Checkpoint.open(folder)`` and ``lvd unfold folder ...`` use it like the run."""
+        _, ema = self.ema()
+        return ckpt.save_ema(Path(folder), ema, {**self.meta, **extra_meta, "exported_from": str(self.step_dir)})
+
 
 def frozen_parts(opts: Options) -> tuple[Normalizer, dict[str, Any]] | None:
     """The normaliser and the (EMA) parameters of each ``FROZEN`` attribute of a new run of ``opts``, taken from the

@@ -6,7 +6,11 @@ Physics (docs/design.md §7):
   Webber eqs. 10.12–10.13) convolved with the tabulated proton PDF at ``Q² = m_T3·m_T4`` with LO running αs,
   unweighted by accept/reject against an importance-sampled proposal;
 * off-shell tops and Ws from relativistic Breit–Wigner distributions (``m_t = 172.5, Γ_t = 1.32``,
-  ``m_W = 80.4, Γ_W = 2.08`` GeV), truncated at ±10 Γ;
+  ``m_W = 80.4, Γ_W = 2.08`` GeV), truncated at ±10 Γ. The top's pole mass may instead be drawn per event,
+  uniformly in a range (``ToyConfig.top``, :mod:`lvd.data.generate.top_mass`), with the width at that mass;
+  the tt̄ threshold moves with the drawn masses, and the unweighting divides by the cross section at the
+  drawn mass (fitted on the pilot), so that the generated events are uniform in it (the selected ones carry
+  the selection efficiency's mild mass dependence);
 * ``t → W b`` isotropic in the top rest frame; ``W → f f̄'`` with helicity fractions ``F0 = 0.7, FL = 0.3``
   for the charged lepton / down-type fermion; every step is a two-body decay plus exact boosts, so
   four-momentum is conserved at truth level to float64 rounding;
@@ -38,7 +42,9 @@ import numpy as np
 from lvd import physics
 from lvd.data.generate import detector
 from lvd.data.generate.pdf import PdfTable, default_pdf
+from lvd.data.generate.top_mass import TopMass
 from lvd.data.schema import EventData, EventWriter
+from lvd.errors import LvdError
 
 GEV2_TO_PB = 0.3893794e9
 LEPTON_IDS = (11, 13)
@@ -47,8 +53,7 @@ LEPTON_IDS = (11, 13)
 @dataclass(frozen=True)
 class ToyConfig:
     sqrt_s: float = 13000.0
-    m_top: float = physics.M_TOP
-    gamma_top: float = physics.GAMMA_TOP
+    top: TopMass = TopMass()  # the tops' pole mass (fixed or a range) and width
     m_w: float = physics.M_W
     gamma_w: float = physics.GAMMA_W
     bw_cut: float = 10.0  # Breit–Wigner truncation in widths
@@ -77,6 +82,18 @@ class ToyConfig:
     proposals_per_chunk: int = 100_000
     detector: detector.DetectorConfig = detector.TOY_DETECTOR
 
+    def __post_init__(self):
+        # the top's Breit–Wigner windows must leave t -> W b open and the tt̄ pair below √s
+        top = self.top
+        lowest = top.lo - self.bw_cut * float(top.width_at(top.lo))
+        heaviest_wb = self.m_w + self.bw_cut * self.gamma_w + physics.PDG_MASS[5]
+        if lowest <= heaviest_wb:
+            raise LvdError(f"top mass {top.lo:g} GeV: the toy's Breit-Wigner window (±{self.bw_cut:g} widths) "
+                           f"reaches {lowest:.1f} GeV, below its heaviest W + b ({heaviest_wb:.1f} GeV)")
+        highest = top.hi + self.bw_cut * float(top.width_at(top.hi))
+        if 2.0 * highest >= self.sqrt_s:
+            raise LvdError(f"top mass {top.hi:g} GeV: a tt̄ pair does not fit in sqrt(s) = {self.sqrt_s:g} GeV")
+
 
 # --- hard process ---------------------------------------------------------------------------
 
@@ -86,8 +103,11 @@ def two_body_momentum(m, m1, m2):
     return np.sqrt(np.maximum(lam, 0.0)) / (2.0 * m)
 
 
-def breit_wigner(rng: np.random.Generator, n: int, m0: float, width: float, lo: float, hi: float) -> np.ndarray:
-    """Relativistic Breit–Wigner masses (Cauchy in m², inverse CDF) restricted to ``[lo, hi]``."""
+def breit_wigner(rng: np.random.Generator, n: int, m0, width, lo, hi) -> np.ndarray:
+    """``[n]`` relativistic Breit–Wigner masses (Cauchy in m², inverse CDF) restricted to ``[lo, hi]``.
+
+    ``m0, width, lo, hi`` are numbers or ``[n]`` arrays (one Breit–Wigner per event).
+    """
     a = np.arctan((lo**2 - m0**2) / (m0 * width))
     b = np.arctan((hi**2 - m0**2) / (m0 * width))
     m2 = m0**2 + m0 * width * np.tan(a + (b - a) * rng.random(n))
@@ -121,10 +141,14 @@ class HardProcess:
         self.g_id = pdf.index(21)
 
     def propose(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+        """``n`` proposals: every entry ``[n]``; ``m_top``/``gamma_top`` are each event's Breit–Wigner centre and
+        width, ``m1, m2`` the two tops' masses drawn from it, ``q`` the proposal density of the rest."""
         cfg = self.cfg
-        lo_t, hi_t = cfg.m_top - cfg.bw_cut * cfg.gamma_top, cfg.m_top + cfg.bw_cut * cfg.gamma_top
-        m1 = breit_wigner(rng, n, cfg.m_top, cfg.gamma_top, lo_t, hi_t)
-        m2 = breit_wigner(rng, n, cfg.m_top, cfg.gamma_top, lo_t, hi_t)
+        m_top = cfg.top.draw(rng, n)
+        gamma_top = cfg.top.width_at(m_top)
+        lo_t, hi_t = m_top - cfg.bw_cut * gamma_top, m_top + cfg.bw_cut * gamma_top
+        m1 = breit_wigner(rng, n, m_top, gamma_top, lo_t, hi_t)
+        m2 = breit_wigner(rng, n, m_top, gamma_top, lo_t, hi_t)
         # ŝ ~ ŝ^-a on [(m1+m2)², s): inverse CDF of a power law
         a = 1.0 - self.SHAT_POWER
         smin = (m1 + m2) ** 2
@@ -144,7 +168,7 @@ class HardProcess:
         q_c = 0.25 + 0.5 * beta / (2.0 * ab * (1.0 - beta**2 * c**2))
         phi = 2.0 * np.pi * rng.random(n)
         return dict(m1=m1, m2=m2, shat=shat, tau=tau, y=y, c=c, phi=phi, pstar=pstar, beta=beta,
-                    q=q_shat * q_y * q_c)
+                    q=q_shat * q_y * q_c, m_top=m_top, gamma_top=gamma_top)
 
     def weight(self, p: dict[str, np.ndarray]) -> np.ndarray:
         """Cross-section weight in pb of each proposal (zero outside phase space)."""
@@ -333,6 +357,18 @@ def jet_mass(rng: np.random.Generator, pt: np.ndarray) -> np.ndarray:
 
 # --- putting it together ----------------------------------------------------------------------
 
+def mass_normalisation(m_top: np.ndarray, w: np.ndarray, top: TopMass, degree: int = 3) -> Callable:
+    """``σ̄/σ(m)`` as a function of the top mass, from pilot proposals ``[n]`` at masses ``m_top`` with weights ``w``.
+
+    σ(m) = E[w | m] is fitted by least squares on Legendre polynomials of the mass scaled to [-1, 1] (σ falls
+    by ~3 %/GeV near 172.5 GeV and is smooth: a cubic leaves well under 1 % over ranges of tens of GeV).
+    """
+    scale = lambda m: 2.0 * (m - top.lo) / (top.hi - top.lo) - 1.0  # noqa: E731
+    coef = np.polynomial.legendre.legfit(scale(m_top), w, degree)
+    mean = float(w.mean())
+    return lambda m: mean / np.polynomial.legendre.legval(scale(m), coef)
+
+
 class ToyGenerator:
     """Chunked, seeded toy tt̄ production. ``chunks()`` yields selected events as :class:`EventData`."""
 
@@ -347,15 +383,21 @@ class ToyGenerator:
         self.hard = HardProcess(cfg, pdf or default_pdf())
         pilot = self.hard.propose(self._rng(-1), 200_000)
         w = self.hard.weight(pilot)
+        self.sigma_pb = float(w.mean())  # averaged over the mass range, if any
+        self.mass_norm = None if cfg.top.mass_range is None else mass_normalisation(pilot["m_top"], w, cfg.top)
         # A 200k-proposal pilot fixes the unweighting maximum; proposals above it (recorded in the
         # file attrs as n_overweight) are accepted with probability 1.
-        self.w_max = 1.02 * float(w.max())
-        self.sigma_pb = float(w.mean())
+        self.w_max = 1.02 * float(self.unweighting_weight(pilot, w).max())
         self.n_overweight = 0
         self.cutflow = {"generated": 0, "one_lepton": 0, "min_jets": 0, "min_btags": 0}
 
     def _rng(self, chunk: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.shard, chunk + 1])
+
+    def unweighting_weight(self, p: dict[str, np.ndarray], w: np.ndarray) -> np.ndarray:
+        """``[n]`` weights ``w`` of proposals ``p`` divided by the cross section at each one's top mass (relative
+        to the average), so that accepted events are uniform in it; ``w`` itself at a fixed mass."""
+        return w if self.mass_norm is None else w * self.mass_norm(p["m_top"])
 
     def attrs(self) -> dict:
         return {"generator": "lvd toy", "process": "pp > t t~ > (b l nu)(b q q'), l = e, mu",
@@ -363,7 +405,7 @@ class ToyGenerator:
                 "truth_definition": "decay products after ISR recoil, before FSR (exact LO decays)",
                 "detector": "parametric Delphes-ATLAS-like (toy parton->jet response)",
                 "cross_section_pb": self.sigma_pb, "n_overweight": self.n_overweight,
-                "cutflow": dict(self.cutflow), "config": asdict(self.cfg)}
+                "cutflow": dict(self.cutflow), "config": asdict(self.cfg), **self.cfg.top.attrs()}
 
     def chunks(self) -> Iterator[EventData]:
         """Selected events chunk by chunk; every chunk's cut flow is added to :attr:`cutflow`."""
@@ -390,7 +432,7 @@ class ToyGenerator:
         """Selected events of one chunk and the stage (cuts passed) of every generated event, in order."""
         cfg = self.cfg
         prop = self.hard.propose(rng, cfg.proposals_per_chunk)
-        w = self.hard.weight(prop)
+        w = self.unweighting_weight(prop, self.hard.weight(prop))
         self.n_overweight += int((w > self.w_max).sum())
         keep = rng.random(w.shape) * self.w_max < w
         vectors, pdgid, cand, leptons, alive = self.partons(rng, {k: v[keep] for k, v in prop.items()})
@@ -405,7 +447,9 @@ class ToyGenerator:
             # stable particles and quarks were generated at their pole masses: store those exactly
             mass = _mass_of(ids) if name in physics.DECAY_PRODUCTS else kin[:, 3]
             truth[name] = {"pt": kin[:, 0], "eta": kin[:, 1], "phi": kin[:, 2], "mass": mass, "pdgid": ids}
-        return EventData(source=reco.source, mask=reco.mask, met=reco.met, truth=truth), stage
+        kept = np.flatnonzero(keep)[alive[sel]]  # the selected events among the proposals
+        generator = {"top_mass": prop["m_top"][kept], "top_width": prop["gamma_top"][kept]}
+        return EventData(source=reco.source, mask=reco.mask, met=reco.met, truth=truth, generator=generator), stage
 
     def partons(self, rng: np.random.Generator, p: dict[str, np.ndarray]):
         """Tops, decays, ISR and jet candidates for accepted proposals.
