@@ -42,6 +42,8 @@ generate_app = typer.Typer(no_args_is_help=True, help="Generate semi-leptonic tt
 convert_app = typer.Typer(no_args_is_help=True, help="Convert other layouts to and from lvd files.")
 app.add_typer(generate_app, name="generate")
 app.add_typer(convert_app, name="convert")
+measure_app = typer.Typer(no_args_is_help=True, help="Measure physics parameters from unfolded events.")
+app.add_typer(measure_app, name="measure")
 
 
 def _version(value: bool) -> None:
@@ -252,6 +254,37 @@ def options_cmd(
             print(f"{k}: {value}    # default {default}")
     else:
         print(config.to_yaml(opts), end="")
+
+
+@measure_app.command("top-mass")
+def measure_top_mass_cmd(
+    unfolded: Annotated[list[Path], typer.Argument(help="Output(s) of lvd unfold (e.g. data, or pseudo-data at several masses).")],
+    calibration: Annotated[list[Path] | None, typer.Option("--calibration", help="Unfolded samples at known masses (repeatable) for the calibration curve.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for top_mass.json and the plot.")] = Path("top_mass"),
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap replicas for the statistical uncertainty.")] = 200,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of the bootstrap.")] = 0,
+) -> None:
+    """The top mass from unfolded events: a likelihood built from the posterior samples and the model's training
+    prior, calibrated on samples at known masses (docs/design.md §8)."""
+    from lvd.cli.progress import console
+    from lvd.evaluation.top_mass import measure
+
+    if bootstrap < 2:
+        raise LvdError(f"--bootstrap {bootstrap}: need at least 2 replicas")
+    with console.status("measuring the top mass"):
+        report = measure(unfolded, calibration or [], out, n_boot=bootstrap, seed=seed)
+    cal = report.get("calibration")
+    if cal:
+        console.print(f"calibration on {len(cal['points'])} samples: slope {cal['slope']:.3f} ± "
+                      f"{cal['cov'][1][1] ** 0.5:.3f}, raw − true at 172.5 GeV {cal['offset'] + (cal['slope'] - 1) * 172.5:+.2f} GeV")
+    for e in report["measurements"]:
+        line = f"{e['file']}: raw {e['raw']:.2f} ± {e['stat']:.2f} GeV"
+        if e["calibrated"] is not None:
+            line += f", calibrated {e['calibrated']:.2f} ± {e['calibrated_stat']:.2f} GeV"
+        if e["true_mass"] is not None:
+            line += f" (generated {e['true_mass']:.2f})"
+        console.print(line)
+    console.print(f"written: {out / 'top_mass.json'}, {out / 'top_mass.png'}")
 
 
 @app.command("evaluate")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from jax.sharding import PartitionSpec as P
 
 from lvd import config, distributed, physics
 from lvd.config import Options, SampleOptions
+from lvd.data.generate.top_mass import PRIOR_ATTR
 from lvd.data.merge import merge_files
 from lvd.data.representation import Arrays, raw_arrays
 from lvd.data.schema import EventData, EventWriter, FileLayout, count_events, read_events
@@ -191,6 +193,8 @@ def _unfold_rows(u: Unfolder, data_path, out_path, *, samples, sampler, steps, s
              "sampler_spacing": spacing, "samples_per_event": int(k),
              "sampling_seed": int(s.seed if seed is None else seed), "input_file": str(Path(data_path).absolute()),
              "unfolded_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if "top_mass_prior" in u.checkpoint.meta:  # what the model takes as the prior of the top masses
+        attrs[PRIOR_ATTR] = json.dumps(u.checkpoint.meta["top_mass_prior"])
     with EventWriter(out_path, attrs=attrs, layout=u.layout) as writer:
         def write(start: int, f: np.ndarray) -> None:
             chunk = data.take(slice(start, start + f.shape[0]))
