@@ -228,3 +228,38 @@ def test_order_light_quarks(truth):
     out = dc.order_light_quarks(d)
     assert (physics.pt(out[:, 4]) >= physics.pt(out[:, 5])).all()
     np.testing.assert_array_equal(dc.order_light_quarks(out), out)
+
+
+# --- the tt̄-level chain --------------------------------------------------------------------------------
+
+def test_ttbar_chain_round_trip(truth):
+    coords = dc.encode_ttbar(truth)
+    assert coords.shape == (len(truth), dc.TTBAR_DIM) == (len(truth), 23)
+    assert relative_error(dc.decode_ttbar(coords), truth).max() < 1e-12
+    # the tt̄ system's coordinates are its own: px, py, rapidity and the mass above threshold
+    tt = truth.sum(-2)
+    np.testing.assert_allclose(coords[:, :2], tt[:, :2], rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(coords[:, 2], physics.rapidity(tt), rtol=1e-10, atol=1e-10)
+    tops = physics.mass(physics.resonances(truth)[:, 2:4])
+    np.testing.assert_allclose(np.exp(coords[:, 3]), physics.mass(tt) - tops.sum(-1), rtol=1e-9)
+    x32 = jnp.asarray(truth, jnp.float32)
+    back = np.asarray(jax.jit(lambda x: dc.decode_ttbar(dc.encode_ttbar(x)))(x32), np.float64)
+    err = relative_error(back, np.asarray(x32, np.float64))
+    assert np.median(err) < 1e-6 and err.max() < 1e-4 and err[:, 1].max() < 3e-5
+
+
+def test_ttbar_chain_decodes_anything_physically():
+    rng = np.random.default_rng(5)
+    x = np.concatenate([5 * rng.standard_normal((4000, dc.TTBAR_DIM)), np.zeros((1, dc.TTBAR_DIM)),
+                        np.full((1, dc.TTBAR_DIM), 1e30)]).astype(np.float32)
+    d = np.asarray(jax.jit(dc.decode_ttbar)(jnp.asarray(x)), np.float64)
+    assert np.isfinite(d).all()
+    m2 = physics.mass_sq(d)
+    assert np.all(np.abs(m2 - np.asarray(physics.DAUGHTER_MASS) ** 2) <= 8 * EPS32 * d[..., 3] ** 2 + 1e-6)
+    res = physics.resonances(d)
+    m_t = physics.mass(res[:, 2:4])
+    # above threshold, up to the rounding of float32 lab vectors (energies up to 1e11 GeV here)
+    slack = 64 * EPS32 * res[:, 4, 3] ** 2
+    assert np.all(physics.mass_sq(res[:, 4]) - m_t.sum(-1) ** 2 >= -slack), "m(tt̄) above threshold"
+    g = jax.grad(lambda c: jnp.sum(dc.decode_ttbar(c)[..., 3]))(jnp.asarray(x[:100]))
+    assert np.isfinite(np.asarray(g)).all()

@@ -22,7 +22,7 @@ ModelKind = Literal["lvd", "vdm", "ldm", "cvae", "cinn", "vae"]
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 SamplerName = Literal["ancestral", "ddim", "dpm++"]
 SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
-PartonRepresentationName = Literal["paper", "decay_chain"]
+PartonRepresentationName = Literal["paper", "decay_chain", "ttbar_chain"]
 PARTON_REPRESENTATIONS: tuple[str, ...] = get_args(PartonRepresentationName)
 # "default" is each sampler's own preferred grid (ancestral: t; ddim, dpm++: lambda)
 Spacing = Literal["default", "t", "lambda"]
@@ -51,7 +51,9 @@ class DataOptions:
     # How the truth becomes the vector a model learns (docs/representation.md). 'paper': 11 objects ×
     # (px, py, pz, log(E+1), m), the six decay products then the five resonances (55 numbers).
     # 'decay_chain': each top's (log pT, η, φ, mass), its W's mass and direction in the top frame, a W
-    # daughter's direction in the W frame (24 numbers): masses are coordinates.
+    # daughter's direction in the W frame (24 numbers): masses are coordinates. 'ttbar_chain': one level up,
+    # the tt̄ system (px, py, y, log of m(tt̄) above threshold) and the leptonic top's direction in its rest
+    # frame, then each top's mass and decay as in decay_chain (23 numbers): pT(tt̄) and m(tt̄) are coordinates.
     parton_representation: PartonRepresentationName = "paper"
     validation_fraction: float = 0.05  # held out (a fixed, seeded subset) for the validation loss
     max_events: int = 0  # use only the first N events of the file (0: all)

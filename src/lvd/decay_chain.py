@@ -300,18 +300,26 @@ def _decode_side(c, xp):
     log_pt = xp.clip(c[..., 0], *LOG_PT_RANGE)
     eta = xp.clip(c[..., 1], -ETA_MAX, ETA_MAX)
     cos_sin = _unit(c[..., 2:4], xp, default_axis=0)
-    m_t, m_w, s_w, gap = _side_masses(c, xp)
+    m_t = u_to_top_mass(c[..., 4])
     # the top in the lab
     pt = xp.exp(log_pt)
     t3 = xp.concatenate([pt[..., None] * cos_sin, (pt * xp.sinh(eta))[..., None]], axis=-1)  # [..., 3]
     t_e = xp.sqrt((pt * xp.cosh(eta)) ** 2 + m_t**2)
+    return _decode_top_decay(t3, t_e, m_t, c[..., 5:12], xp)
+
+
+def _decode_top_decay(t3, t_e, m_t, c, xp):
+    """A top (lab ``t3 [..., 3]``, ``t_e, m_t [...]``) and its decay coordinates ``(u_W, n_W, n_d) [..., 7]`` ->
+    ``b, d1, d2`` four-vectors ``[..., 3, 4]`` (energies left 0: the caller puts them on shell)."""
+    s_w, gap = _u_to_s(c[..., 0], physics.M_W, physics.GAMMA_W, 0.0, m_t - _M_B, xp)
+    m_w = xp.sqrt(s_w)
     # W and b back to back in the top frame; λ = ((m_t − m_b)² − m_W²)((m_t + m_b)² − m_W²)
     p_star = _safe_sqrt(gap * ((m_t + _M_B) ** 2 - s_w), xp) / (2.0 * m_t)
-    n_w = _unit(c[..., 6:9], xp, default_axis=2)
+    n_w = _unit(c[..., 1:4], xp, default_axis=2)
     w3, w_e = _boost(p_star[..., None] * n_w, xp.sqrt(p_star**2 + s_w), m_w, t3, t_e, m_t, xp, to_rest=False)
     b3, _ = _boost(-p_star[..., None] * n_w, xp.sqrt(p_star**2 + _M_B**2), _M_B, t3, t_e, m_t, xp, to_rest=False)
     # the W daughters back to back in the W frame, |p**| = m_W / 2
-    half = (0.5 * m_w)[..., None] * _unit(c[..., 9:12], xp, default_axis=2)  # [..., 3]
+    half = (0.5 * m_w)[..., None] * _unit(c[..., 4:7], xp, default_axis=2)  # [..., 3]
     d1, _ = _boost(half, 0.5 * m_w, 0.0, w3, w_e, m_w, xp, to_rest=False)
     d2, _ = _boost(-half, 0.5 * m_w, 0.0, w3, w_e, m_w, xp, to_rest=False)
     p3 = xp.stack([b3, d1, d2], axis=-2)  # [..., 3, 3]
@@ -347,3 +355,67 @@ def order_light_quarks(daughters):
     q1, q2 = daughters[..., 4:5, :], daughters[..., 5:6, :]  # [..., 1, 4]
     swap = (physics.pt(q2) > physics.pt(q1))[..., None]  # [..., 1, 1]
     return xp.concatenate([daughters[..., :4, :], xp.where(swap, q2, q1), xp.where(swap, q1, q2)], axis=-2)
+
+
+# --- one level up: the tt̄ system and its two decay chains ---------------------------------------------
+#
+# The top-level chain starts from the tt̄ system instead of the two tops: its transverse momentum (px, py),
+# rapidity and mass are coordinates, so pT(tt̄) and m(tt̄) — small differences and sums of the two tops'
+# momenta in the per-top chain — are learned directly. m(tt̄) enters as log(m_tt − m_t,lep − m_t,had) (always
+# above threshold); the leptonic top's direction in the tt̄ rest frame (a unit vector, the hadronic top back to
+# back, |p*| = λ^{1/2}(m_tt², m₁², m₂²)/(2 m_tt)) completes the two tops, whose decays then follow as above
+# (u_t, u_W, n_W, n_d per side).
+
+TTBAR_FEATURES: tuple[str, ...] = (
+    "ttbar_px", "ttbar_py", "ttbar_y", "ttbar_log_excess", "t_lep_nx", "t_lep_ny", "t_lep_nz",
+    *(f.format(s=side, d=d1) for side, d1 in zip(SIDES, ("lepton", "q1"), strict=True) for f in _SIDE_FEATURES[4:]),
+)
+TTBAR_DIM: int = len(TTBAR_FEATURES)  # 23
+# decode clips the tt̄ transverse momentum components, rapidity and the log of the mass above threshold
+TTBAR_PT_MAX: float = 1e5
+TTBAR_Y_MAX: float = 15.0
+LOG_EXCESS_RANGE: tuple[float, float] = (-10.0, 11.0)  # m_tt − m₁ − m₂ from 45 keV to 60 TeV
+
+
+def encode_ttbar(daughters):
+    """On-shell decay products ``[..., 6, 4]`` -> top-level chain coordinates ``[..., 23]`` (:data:`TTBAR_FEATURES`)."""
+    xp = physics._xp(daughters)
+    sides = [_encode_side(*(daughters[..., i, :] for i in idx), xp) for idx in ((0, 1, 2), (3, 4, 5))]  # [..., 12]
+    m1, m2 = u_to_top_mass(sides[0][..., 4]), u_to_top_mass(sides[1][..., 4])
+    t1 = daughters[..., 0, :] + daughters[..., 1, :] + daughters[..., 2, :]
+    t2 = daughters[..., 3, :] + daughters[..., 4, :] + daughters[..., 5, :]
+    # m_tt² = (m₁ + m₂)² + 2(t₁·t₂ − m₁m₂): the excess over threshold without cancellation
+    excess2 = 2.0 * xp.maximum(_dot(t1, m1, t2, m2, xp) - m1 * m2, 0.0)
+    m_tt = xp.sqrt((m1 + m2) ** 2 + excess2)
+    excess = excess2 / (m_tt + m1 + m2)  # m_tt − m₁ − m₂
+    tt = t1 + t2
+    y = 0.5 * xp.log(xp.maximum(tt[..., 3] + tt[..., 2], _FLOOR) / xp.maximum(tt[..., 3] - tt[..., 2], _FLOOR))
+    t_star, _ = _boost(t1[..., :3], t1[..., 3], m1, tt[..., :3], tt[..., 3], m_tt, xp, to_rest=True)
+    system = [tt[..., 0], tt[..., 1], y, xp.log(xp.maximum(excess, _FLOOR))]
+    return xp.concatenate([xp.stack(system, axis=-1), _unit(t_star, xp, 2), sides[0][..., 4:], sides[1][..., 4:]],
+                          axis=-1)
+
+
+def decode_ttbar(coords):
+    """Top-level chain coordinates ``[..., 23]`` -> decay products ``[..., 6, 4]`` on shell at
+    :data:`~lvd.physics.DAUGHTER_MASS`; finite and physical for any finite input (like :func:`decode`)."""
+    xp = physics._xp(coords)
+    side = (coords[..., 7:15], coords[..., 15:23])  # per side: u_t, u_W, n_W, n_d
+    m1, m2 = u_to_top_mass(side[0][..., 0]), u_to_top_mass(side[1][..., 0])
+    px, py = (xp.clip(coords[..., i], -TTBAR_PT_MAX, TTBAR_PT_MAX) for i in (0, 1))
+    y = xp.clip(coords[..., 2], -TTBAR_Y_MAX, TTBAR_Y_MAX)
+    excess = xp.exp(xp.clip(coords[..., 3], *LOG_EXCESS_RANGE))
+    m_tt = m1 + m2 + excess
+    mt_tt = xp.sqrt(m_tt**2 + px**2 + py**2)  # transverse mass
+    tt3 = xp.stack([px, py, mt_tt * xp.sinh(y)], axis=-1)
+    tt_e = mt_tt * xp.cosh(y)
+    # the tops back to back in the tt̄ frame; λ(m_tt², m₁², m₂²) = (m_tt² − (m₁+m₂)²)(m_tt² − (m₁−m₂)²)
+    p_star = _safe_sqrt(excess * (m_tt + m1 + m2) * (m_tt**2 - (m1 - m2) ** 2), xp) / (2.0 * m_tt)
+    n = _unit(coords[..., 4:7], xp, default_axis=2)
+    tops = []
+    for sign, m in ((1.0, m1), (-1.0, m2)):
+        t3, t_e = _boost(sign * p_star[..., None] * n, xp.sqrt(p_star**2 + m**2), m, tt3, tt_e, m_tt, xp,
+                         to_rest=False)
+        tops.append((t3, t_e, m))
+    chains = [_decode_top_decay(t3, t_e, m, c[..., 1:], xp) for (t3, t_e, m), c in zip(tops, side, strict=True)]
+    return physics.daughters_on_shell(xp.concatenate(chains, axis=-2))  # [..., 6, 4]

@@ -5,7 +5,8 @@ A representation is chosen by ``data.parton_representation`` and stored in every
 * ``paper``: the LVD paper's eleven objects (six decay products, then the five resonances) ×
   ``(px, py, pz, log(E+1), m)``, 55 numbers. The resonances repeat information the daughters carry; the masses
   they *state* are what the consistency loss compares with the daughters' sums.
-* ``decay_chain``: 24 numbers in which the top and W masses are coordinates (:mod:`lvd.decay_chain`).
+* ``decay_chain``: 24 numbers in which the top and W masses are coordinates (:mod:`lvd.decay_chain`);
+* ``ttbar_chain``: 23 numbers, the same one level up: the tt̄ system's momentum and mass, then the two tops.
 
 Both directions work on trailing axes with NumPy or JAX arrays, so the same code encodes the training truth and
 decodes a model's output inside ``jax.jit``. :meth:`PartonRepresentation.decode` always returns physical
@@ -86,7 +87,22 @@ class DecayChain(PartonRepresentation):
         return decay_chain.decode(x)
 
 
-REPRESENTATIONS: dict[str, PartonRepresentation] = {r.name: r for r in (Paper(), DecayChain())}
+class TtbarChain(PartonRepresentation):
+    """The tt̄ system ``(px, py, y, log(m_tt − m₁ − m₂))``, the leptonic top's direction in the tt̄ frame, and each
+    top's ``(u_t, u_W, n_W, n_d)`` (:func:`lvd.decay_chain.encode_ttbar`): pT(tt̄), m(tt̄) and the masses are
+    coordinates."""
+
+    name = "ttbar_chain"
+    features = decay_chain.TTBAR_FEATURES
+
+    def encode(self, daughters):
+        return decay_chain.encode_ttbar(physics.daughters_on_shell(daughters))
+
+    def _decode(self, x):
+        return decay_chain.decode_ttbar(x)
+
+
+REPRESENTATIONS: dict[str, PartonRepresentation] = {r.name: r for r in (Paper(), DecayChain(), TtbarChain())}
 assert tuple(REPRESENTATIONS) == PARTON_REPRESENTATIONS, "every representation name of the options has one class"
 
 
