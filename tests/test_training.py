@@ -194,7 +194,10 @@ def test_sigterm_to_a_training_process_resumes_exactly(tiny_options, tiny_file, 
                 "train.checkpoint_every=1000"]
     cmd = [sys.executable, "-m", "lvd.cli.main", "train", "small", str(tiny_file), *TINY, *constant,
            "train.steps=1000000", "--runs-dir", str(tmp_path / "runs"), "--name", "term", "--quiet"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    # the subprocess shares the session's compilation cache: it compiles nothing the tests have not compiled
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir,
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
     seen = []
     for line in proc.stderr:  # blocks until the run reports its first validation: training is under way
         seen.append(line)
