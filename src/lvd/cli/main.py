@@ -287,6 +287,25 @@ def measure_top_mass_cmd(
     console.print(f"written: {out / 'top_mass.json'}, {out / 'top_mass.png'}")
 
 
+@app.command("reweight")
+def reweight_cmd(
+    unfolded: Annotated[Path, typer.Argument(help="Output of lvd unfold.")],
+    out: Annotated[Path, typer.Argument(help="Output .h5: the same events with samples that follow the data's distribution.")],
+    observable: Annotated[list[str] | None, typer.Option("--observable", help="Observable(s) to iterate in (repeatable; default pt_t_had and pt_t_lep).")] = None,
+    iterations: Annotated[int, typer.Option(help="Reweighting iterations (0: the plain unfolding, resampled).")] = 4,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of the resampling.")] = 0,
+) -> None:
+    """Iteratively replace the training prior by the data's unfolded distribution (iterative Bayesian unfolding
+    on the posterior samples, no retraining; docs/design.md §8)."""
+    from lvd.cli.progress import console
+    from lvd.evaluation.reweight import reweight_file
+
+    s = reweight_file(unfolded, out, tuple(observable or ("pt_t_had", "pt_t_lep")), iterations, seed)
+    console.print(f"wrote {out}: samples reweighted in {', '.join(s['reweighted_observables'])} over "
+                  f"{s['reweighting_iterations']} iterations (median {s['effective_draws_median']:.1f} effective draws "
+                  "per event)")
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     unfolded: Annotated[Path, typer.Argument(help="Output of lvd unfold.")],

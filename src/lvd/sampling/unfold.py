@@ -31,6 +31,7 @@ from lvd import config, distributed, physics
 from lvd.config import Options, SampleOptions
 from lvd.data.generate.top_mass import PRIOR_ATTR
 from lvd.data.merge import merge_files
+from lvd.data.prior import PRIOR_HISTOGRAMS_ATTR
 from lvd.data.representation import Arrays, raw_arrays
 from lvd.data.schema import EventData, EventWriter, FileLayout, count_events, read_events
 from lvd.data.vectors import to_awkward
@@ -193,8 +194,11 @@ def _unfold_rows(u: Unfolder, data_path, out_path, *, samples, sampler, steps, s
              "sampler_spacing": spacing, "samples_per_event": int(k),
              "sampling_seed": int(s.seed if seed is None else seed), "input_file": str(Path(data_path).absolute()),
              "unfolded_at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    if "top_mass_prior" in u.checkpoint.meta:  # what the model takes as the prior of the top masses
+    # the model's prior (its training truth), so that it can be divided out of the result afterwards
+    if "top_mass_prior" in u.checkpoint.meta:
         attrs[PRIOR_ATTR] = json.dumps(u.checkpoint.meta["top_mass_prior"])
+    if "truth_histograms" in u.checkpoint.meta:
+        attrs[PRIOR_HISTOGRAMS_ATTR] = json.dumps(u.checkpoint.meta["truth_histograms"])
     with EventWriter(out_path, attrs=attrs, layout=u.layout) as writer:
         def write(start: int, f: np.ndarray) -> None:
             chunk = data.take(slice(start, start + f.shape[0]))

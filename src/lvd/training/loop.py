@@ -28,6 +28,7 @@ from lvd.config import Options
 from lvd.data.dataset import read_training_events
 from lvd.data.generate.top_mass import training_prior
 from lvd.data.loader import Loader, split_indices
+from lvd.data.prior import truth_histograms
 from lvd.data.representation import Normalizer, raw_arrays
 from lvd.distributed import make_mesh
 from lvd.errors import CheckpointError, TrainingError
@@ -167,7 +168,7 @@ def prepare(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.P
     meta = {"lvd_version": __version__, "options": config.to_dict(opts), "normalizer": norm.to_dict(),
             "data_file": str(Path(data_path).absolute()), "n_train": n_train, "n_validation": n_val,
             "model": opts.model.kind, "processes": distributed.process_count(),
-            "top_mass_prior": training_prior(data)}
+            "top_mass_prior": training_prior(data), "truth_histograms": truth_histograms(data, data.event_weights())}
     trainer = Trainer(opts=opts, run_dir=run_dir, mode=mode, graphdef=graphdef, state=state, normalizer=norm,
                       arrays=arrays, train_loader=Loader(arrays, train_idx, t.batch_size, t.seed, mesh),
                       val_loader=Loader(arrays, val_idx, t.batch_size, t.seed, mesh) if n_val else None,

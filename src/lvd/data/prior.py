@@ -1,0 +1,43 @@
+"""What a model learns as its prior: histograms of its training truth, stored with every checkpoint.
+
+A generative unfolding returns ``p(parton | detector)`` under the training sample's distribution of partons,
+the *prior*. Knowing it lets a user remove it afterwards: :mod:`lvd.evaluation.reweight` reweights the
+posterior samples iteratively toward what the data say (iterative Bayesian unfolding on the samples), and the
+top-mass likelihood divides the prior out (:mod:`lvd.evaluation.top_mass`). Observables are built from the
+six decay products exactly as :mod:`lvd.evaluation.observables` builds them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lvd import physics
+
+PRIOR_HISTOGRAMS_ATTR = "training_truth_histograms"  # unfolded-file attribute (JSON) holding them
+N_BINS = 64
+
+
+def prior_observables(daughters: np.ndarray) -> dict[str, np.ndarray]:
+    """Observables a prior is recorded in, from decay products ``[..., 6, 4]``: each ``[...]``."""
+    res = physics.resonances(daughters)  # [..., 5, 4]
+    r = {name: res[..., i, :] for i, name in enumerate(physics.RESONANCES)}
+    out = {f"pt_{k}": physics.pt(r[k]) for k in ("t_had", "t_lep", "ttbar")}
+    out |= {f"y_{k}": physics.rapidity(r[k]) for k in ("t_had", "t_lep", "ttbar")}
+    out["m_ttbar"] = physics.mass(r["ttbar"])
+    return out
+
+
+def truth_histograms(data, weights: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+    """``{observable: {"edges": [N_BINS + 1], "counts": [N_BINS]}}`` of the (weighted) training truth, edges
+    between the 0.1 % and 99.9 % quantiles (what falls outside is counted in the end bins)."""
+    obs = prior_observables(physics.daughters_on_shell(data.truth_p4()))
+    w = np.ones(data.n_events) if weights is None else np.asarray(weights, np.float64)
+    out = {}
+    for name, v in obs.items():
+        lo, hi = np.quantile(v, [0.001, 0.999])
+        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, N_BINS + 1)
+        counts = np.bincount(np.clip(np.searchsorted(edges, v, side="right") - 1, 0, N_BINS - 1), w, N_BINS)
+        out[name] = {"edges": edges.round(6).tolist(), "counts": counts.round(6).tolist()}
+    return out
