@@ -6,7 +6,9 @@
 Trains two models with the same options and budget — on ``{gen}_train_range.h5`` (top masses uniform in
 166–179 GeV) and on ``{gen}_train_nominal.h5`` (172.5 GeV only) — then, with each, unfolds the pseudo-data at
 170, 172.5 and 175 GeV and the independent calibration samples at the same masses (``--samples`` K, DPM-Solver++
-20 steps), and runs ``lvd measure top-mass`` (pseudo-data calibrated on the calibration samples). Writes
+20 steps), and runs ``lvd measure top-mass`` (pseudo-data calibrated on the calibration samples). ``--init RUN``
+fine-tunes both from a trained run instead (a warm start: the run's normalisation, new optimiser schedules), and
+``--nominal-run RUN`` takes a run trained at 172.5 as the nominal model as it is. Writes
 ``OUT/<model>/top_mass.json`` and ``top_mass.png`` per model and a side-by-side table ``OUT/top_mass.md``.
 """
 
@@ -34,6 +36,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--models", default="range,nominal")
+    ap.add_argument("--init", type=Path, help="warm-start every model from this run (fine-tuning for --steps)")
+    ap.add_argument("--nominal-run", type=Path, help="an existing run trained at 172.5 only, used as the 'nominal' "
+                    "model as it is (no training)")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -43,11 +48,15 @@ def main() -> None:
         folder = a.out / prior
         folder.mkdir(exist_ok=True)
         run = folder / "run"
+        if prior == "nominal" and a.nominal_run is not None:
+            run.mkdir(exist_ok=True)
+            (run / "done").write_text(str(a.nominal_run.absolute()))
         if not (run / "done").exists():
             opts = config.load_options(a.options, [f"train.steps={a.steps}", "train.validate_every=1000",
                                                     "train.checkpoint_every=1000", *a.overrides,
                                                     f"name=top-mass-{g}-{prior}"])
-            r = train(opts, a.data / f"{g}_train_{prior}.h5", runs_dir=run, hooks=physics_monitor(opts))
+            r = train(opts, a.data / f"{g}_train_{prior}.h5", runs_dir=run, hooks=physics_monitor(opts),
+                      checkpoint=a.init)
             (run / "done").write_text(str(r.run_dir))
         run_dir = Path((run / "done").read_text())
         files = {}

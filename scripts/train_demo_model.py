@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=500_000)
     ap.add_argument("--steps", type=int, default=0, help="train.steps (0: the options')")
     ap.add_argument("--minutes", type=float, default=0.0, help="wall-time limit of the training (0: none)")
+    ap.add_argument("--stop-at", type=int, default=0, help="train.stop_at: stop at this step, the schedules still "
+                    "running to --steps (0: none)")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
@@ -54,6 +56,8 @@ def main() -> None:
     overrides = [*a.overrides, "name=lvd-demo-toy"]
     if a.steps:
         overrides.append(f"train.steps={a.steps}")
+    if a.stop_at:
+        overrides.append(f"train.stop_at={a.stop_at}")
     if a.minutes:
         overrides.append(f"train.time_limit_minutes={a.minutes}")
     opts = config.load_options(a.options, overrides)

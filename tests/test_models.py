@@ -110,7 +110,7 @@ def test_prior_term_is_the_gaussian_kl():
 
 @pytest.fixture(scope="module")
 def truth_vectors(tiny_file):
-    opts = config.small()
+    opts = config.load_options("small", ["data.parton_representation=paper"])
     raw = raw_arrays(read_events(tiny_file, require_truth=True), opts.data)
     norm = Normalizer.fit(raw, opts.data)
     return raw, norm
@@ -131,6 +131,12 @@ def test_consistency_is_zero_on_truth_and_exact_under_a_shift(truth_vectors):
     m_d = physics.daughter_masses(raw.x[:500].reshape(-1, 11, 5).astype(np.float64))[:, 1]
     expected = ((f[:, 7, 4].astype(np.float64) ** 2 - m_d**2) / norm.mass_sq_std[1]) ** 2 / 5
     np.testing.assert_allclose(np.asarray(cons), expected, rtol=2e-3, atol=1e-4)
+    # a stated energy off shell changes nothing: the daughters are built on shell from their momenta, so an
+    # off-shell daughter cannot satisfy the consistency term
+    off = f.copy()
+    off[:, 4, 3] += 0.5  # q1's log(E+1): an energy that disagrees with its momentum
+    cons_off, _ = consistency_terms(jnp.asarray(norm.partons(off.reshape(-1, 55))), x, dims)
+    np.testing.assert_allclose(np.asarray(cons_off), np.asarray(cons), rtol=1e-5)
 
 
 def test_detector_encoder_is_permutation_invariant_and_ignores_padding():

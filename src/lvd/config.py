@@ -144,6 +144,7 @@ class TrainOptions:
     physics_events: int = 2000
     physics_samples: int = 2
     time_limit_minutes: float = 0.0  # stop (with a checkpoint) after this wall time; 0: none
+    stop_at: int = 0  # stop (with a checkpoint) after this step, the schedules still running to `steps`; 0: none
 
 
 @dataclass(frozen=True)

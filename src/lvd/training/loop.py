@@ -58,7 +58,7 @@ class TrainResult:
     best_validation: float
     latest: Path | None
     best: Path | None
-    stopped_by: str  # "steps", "time limit", "interrupt", "SIGTERM", "SIGUSR1"
+    stopped_by: str  # "steps", "time limit", "stop_at", "interrupt", "SIGTERM", "SIGUSR1"
     history: list[dict[str, Any]]
 
 
@@ -66,6 +66,8 @@ class TrainResult:
 def fit(t: Trainer, hooks: Sequence[Hook]) -> TrainResult:
     """Train from ``t.state`` to ``train.steps`` or a stop; ``hooks`` log, validate, checkpoint and show progress."""
     steps, step, stopped_by = t.opts.train.steps, t.step, "steps"
+    if 0 < t.opts.train.stop_at < steps:  # an early stop that leaves the schedules as they were
+        steps, stopped_by = t.opts.train.stop_at, "stop_at"
     for h in hooks:
         h.start(t)
     try:

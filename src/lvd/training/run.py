@@ -33,7 +33,7 @@ from lvd.training import checkpoint as ckpt
 from lvd.training.state import EmaParams, TrainState, ema_template, init_state
 
 # Options that may change when a run is resumed without making it a different run.
-RESUMABLE_CHANGES = ("name", "train.steps", "train.time_limit_minutes", "train.log_every", "train.validate_every",
+RESUMABLE_CHANGES = ("name", "train.steps", "train.time_limit_minutes", "train.stop_at", "train.log_every", "train.validate_every",
                      "train.checkpoint_every", "train.validation_batches", "train.physics_events",
                      "train.physics_samples", "sample.")
 
