@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--nominal-run", type=Path, help="an existing run trained at 172.5 only, used as the 'nominal' "
                     "model as it is (no training)")
     ap.add_argument("overrides", nargs="*")
-    a = ap.parse_args()
+    a = ap.parse_intermixed_args()
     a.out.mkdir(parents=True, exist_ok=True)
     g = a.generator
     rows = {}

@@ -291,7 +291,8 @@ def measure_top_mass_cmd(
 def reweight_cmd(
     unfolded: Annotated[Path, typer.Argument(help="Output of lvd unfold.")],
     out: Annotated[Path, typer.Argument(help="Output .h5: the same events with samples that follow the data's distribution.")],
-    observable: Annotated[list[str] | None, typer.Option("--observable", help="Observable(s) to iterate in (repeatable; default pt_t_had and pt_t_lep).")] = None,
+    observable: Annotated[list[str] | None, typer.Option("--observable", help="Observable(s) to iterate in (repeatable, reweighted in their product: use independent ones; default pt_t_had).")] = None,
+    reference: Annotated[Path | None, typer.Option("--reference", "-r", help="The same model's unfolding of independent simulated events from its training distribution: its draws replace the training truth as the prior (corrects for the model's own imperfection; recommended).")] = None,
     iterations: Annotated[int, typer.Option(help="Reweighting iterations (0: the plain unfolding, resampled).")] = 4,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of the resampling.")] = 0,
 ) -> None:
@@ -300,7 +301,7 @@ def reweight_cmd(
     from lvd.cli.progress import console
     from lvd.evaluation.reweight import reweight_file
 
-    s = reweight_file(unfolded, out, tuple(observable or ("pt_t_had", "pt_t_lep")), iterations, seed)
+    s = reweight_file(unfolded, out, tuple(observable or ("pt_t_had",)), iterations, seed, reference)
     console.print(f"wrote {out}: samples reweighted in {', '.join(s['reweighted_observables'])} over "
                   f"{s['reweighting_iterations']} iterations (median {s['effective_draws_median']:.1f} effective draws "
                   "per event)")

@@ -15,6 +15,15 @@ training truth histogram stored with the model (:mod:`lvd.data.prior`); the obse
 (top pT, rapidities, m(tt̄), pT(tt̄)); several at once are reweighted in their product (independent bins).
 The result is written as an ordinary unfolded file whose K samples per event are redrawn from the weighted
 draws, so ``lvd evaluate`` and ``lvd histogram`` read it unchanged.
+
+Two cautions, both measured (benchmarks/reweight_check.py). (1) The iteration assumes the draws are exact
+posteriors under ``π₀``. A trained model is not exact: its unfolding of simulated events from the training
+distribution differs from the training truth by a few per cent, most in the tails, and the iteration reads that
+difference as a signal in the data and amplifies it. Pass ``reference``: an unfolding *by the same model* of an
+independent simulated sample from the training distribution; the histogram of its draws (the prior as the model
+sees it) replaces the training truth as ``π₀``. (2) Several observables are reweighted in the product of their
+histograms, right only for independent ones; the two tops' pT are strongly correlated, and iterating in both
+counts the same shift twice. Reweight one of them (the other follows through the correlation).
 """
 
 from __future__ import annotations
@@ -61,10 +70,29 @@ def iterate_weights(bins: list[np.ndarray], prior: list[np.ndarray], event_weigh
     return w, history
 
 
-def reweight_file(unfolded: str | os.PathLike, out: str | os.PathLike, observables: tuple[str, ...] = ("pt_t_had",
-                  "pt_t_lep"), iterations: int = 4, seed: int = 0) -> dict[str, Any]:
+def reference_prior(reference: str | os.PathLike, prior: dict[str, Any], attrs: dict[str, Any]) -> dict[str, Any]:
+    """The prior as the model sees it: the histograms, in the bins of ``prior``, of the draws in ``reference`` (an
+    unfolding of simulated events from the training distribution by the model that made the file with ``attrs``)."""
+    path = Path(reference)
+    ref = read_events(path, source_layout(path))
+    if ref.unfolded is None:
+        raise DataError(f"{path}: no UNFOLDED group (the reference must be an lvd unfold output)")
+    for key in ("model", "checkpoint_step", "training_top_mass_prior"):
+        if key in attrs and key in ref.attrs and str(ref.attrs[key]) != str(attrs[key]):
+            raise DataError(f"{path}: unfolded by a different model than the data ({key} differs)")
+    w = ref.event_weights().astype(np.float64)
+    obs = prior_observables(decay_p4(ref.unfolded))
+    k = next(iter(obs.values())).shape[1]
+    return {o: {"edges": h["edges"], "counts": np.bincount(_bins(obs[o], np.asarray(h["edges"])).ravel(),
+                                                           np.repeat(w, k), len(h["edges"]) - 1).tolist()}
+            for o, h in prior.items()}
+
+
+def reweight_file(unfolded: str | os.PathLike, out: str | os.PathLike, observables: tuple[str, ...] = ("pt_t_had",),
+                  iterations: int = 4, seed: int = 0, reference: str | os.PathLike | None = None) -> dict[str, Any]:
     """Write ``out``: ``unfolded`` with each event's K samples redrawn from its posterior reweighted by
-    :func:`iterate_weights`; returns a summary (observables, iterations, the effective number of draws)."""
+    :func:`iterate_weights` (``π₀``: the training truth, or the model's unfolding of ``reference``, see the
+    module's note); returns a summary (observables, iterations, the effective number of draws)."""
     path = Path(unfolded)
     data = read_events(path, source_layout(path))
     if data.unfolded is None:
@@ -79,6 +107,8 @@ def reweight_file(unfolded: str | os.PathLike, out: str | os.PathLike, observabl
         raise DataError(f"--observable {unknown[0]!r}: the model's prior is recorded in {', '.join(sorted(prior))}")
     if iterations < 0:
         raise DataError(f"iterations {iterations}: must be >= 0")
+    if reference is not None:
+        prior = reference_prior(reference, prior, data.attrs)
     w_event = data.event_weights().astype(np.float64)
     if not w_event.sum() > 0:
         raise DataError(f"{path}: the event weights sum to {w_event.sum():.6g}; the unfolded histogram needs a "
@@ -94,6 +124,7 @@ def reweight_file(unfolded: str | os.PathLike, out: str | os.PathLike, observabl
     data.unfolded = {p: {f: np.take_along_axis(v, pick, axis=1) for f, v in feats.items()}
                      for p, feats in data.unfolded.items()}
     summary = {"reweighted_observables": list(observables), "reweighting_iterations": iterations,
+               "reweighting_prior": "training truth" if reference is None else f"unfolded reference {reference}",
                "reweighting_seed": seed, "effective_draws_median": float(np.median(1.0 / (w**2).sum(axis=1)))}
     attrs = {a: v for a, v in data.attrs.items() if a not in ("n_events", "source_features", "met_features")}
     with EventWriter(out, attrs={**attrs, **summary}, layout=source_layout(path)) as writer:
