@@ -65,3 +65,11 @@ def test_cli_reports_bad_option(tmp_path, run_cli, tiny_file):
     code, _, err = run_cli("train", "nosuch.yaml", tiny_file, "--runs-dir", tmp_path)
     assert code == 2 and "nosuch.yaml" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_top_line_width_default_is_the_top_width():
+    from lvd import physics
+
+    assert config.DataOptions().top_line_width == physics.GAMMA_TOP
+    with pytest.raises(OptionsError):
+        config.load_options("small", ["data.top_line_width=0"])

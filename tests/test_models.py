@@ -9,6 +9,7 @@ from flax import nnx
 from lvd import config, physics
 from lvd.data.representation import Normalizer, raw_arrays
 from lvd.data.schema import read_events
+from lvd.errors import DataError
 from lvd.models.base import Dims, consistency_terms
 from lvd.models.detector_encoder import DetectorEncoder
 from lvd.models.diffusion import diffusion_terms, low_discrepancy_times
@@ -154,3 +155,21 @@ def test_detector_encoder_is_permutation_invariant_and_ignores_padding():
     garbage = jnp.where(mask[..., None], objects, 1e3)
     np.testing.assert_allclose(run(garbage, mask), c, atol=1e-5)
     assert float(jnp.abs(run(objects * 1.1, mask) - c).max()) > 1e-3  # and it does look at the objects
+
+
+def test_top_line_width_travels_with_the_statistics(tiny_file):
+    """data.top_line_width is part of the normalisation a checkpoint stores: fitted, saved, reloaded and carried
+    into the model's decoder, so a model trained on a wide line decodes with it (and old statistics, stored
+    without it, decode with the top's own width)."""
+    opts = config.load_options("small", ["data.parton_representation=ttbar_chain", "data.top_line_width=6.5"])
+    raw = raw_arrays(read_events(tiny_file, require_truth=True), opts.data)
+    norm = Normalizer.fit(raw, opts.data)
+    back = Normalizer.from_dict(norm.to_dict())
+    assert back.top_line_width == 6.5 and Dims.from_normalizer(back).partons.top_width == 6.5
+    daughters = np.asarray(Dims.from_normalizer(back).daughters(jnp.asarray(norm.partons(raw.x[:200]))), np.float64)
+    truth = physics.daughters_on_shell(read_events(tiny_file, require_truth=True).truth_p4()[:200])
+    np.testing.assert_allclose(daughters[..., :3], truth[..., :3], rtol=1e-3, atol=2e-2)
+    old = {k: v for k, v in norm.to_dict().items() if k != "top_line_width"}
+    assert Normalizer.from_dict(old).top_line_width == physics.GAMMA_TOP
+    with pytest.raises(DataError, match="top_line_width"):
+        back.check(config.load_options("small", ["data.parton_representation=ttbar_chain"]).data)

@@ -55,6 +55,10 @@ class DataOptions:
     # the tt̄ system (px, py, y, log of m(tt̄) above threshold) and the leptonic top's direction in its rest
     # frame, then each top's mass and decay as in decay_chain (23 numbers): pT(tt̄) and m(tt̄) are coordinates.
     parton_representation: PartonRepresentationName = "paper"
+    # GeV: the line width the decay chains' top-mass coordinate is made Gaussian with. The top's own width (1.32)
+    # for a sample at one mass; for a sample spanning a mass range (lvd generate --top-mass-range) about half the
+    # range, or its masses sit in the narrow line's tails, where small errors are many GeV.
+    top_line_width: float = 1.32
     validation_fraction: float = 0.05  # held out (a fixed, seeded subset) for the validation loss
     max_events: int = 0  # use only the first N events of the file (0: all)
 
@@ -175,6 +179,7 @@ class Options:
             (s.gamma_min >= s.gamma_max, f"schedule.gamma_min ({s.gamma_min}) must be below schedule.gamma_max ({s.gamma_max})"),
             (max(abs(s.gamma_min), abs(s.gamma_max)) >= s.gamma_limit, "schedule.gamma_limit must exceed |gamma_min| and |gamma_max|"),
             (not 0.0 <= d.validation_fraction < 1.0, "data.validation_fraction must be in [0, 1)"),
+            (not d.top_line_width > 0.0, "data.top_line_width must be > 0"),
             (t.batch_size <= 0, "train.batch_size must be positive"),
             (t.steps <= 0, "train.steps must be positive"),
             (t.learning_rate <= 0, "train.learning_rate must be positive"),

@@ -20,7 +20,7 @@ from the helicity-frame angle by a Wigner rotation; it is still a bijective coor
 Masses are coordinates through a Gaussianised Breit–Wigner (:func:`mass_to_u`, :func:`u_to_mass`): with
 ``s = m²`` and ``A(s) = arctan((s − M²)/(MΓ))/π + ½`` the CDF of ``p(s) ∝ 1/((s − M²)² + M²Γ²)``, the
 distribution truncated to ``(s_lo, s_hi)`` has CDF ``F(s) = (A(s) − A(s_lo)) / (A(s_hi) − A(s_lo))`` and
-``u = Φ⁻¹(F(s))``. The nominal line shape maps to ``N(0, 1)``. Tops use ``(M_TOP, GAMMA_TOP)`` on
+``u = Φ⁻¹(F(s))``. The nominal line shape maps to ``N(0, 1)``. Tops use ``(M_TOP, top_width)`` (default ``GAMMA_TOP``) on
 ``(m_b², ∞)``; Ws use ``(M_W, GAMMA_W)`` on ``(0, (m_t − m_b)²)`` with the *decoded* top mass, so
 ``m_W < m_t − m_b`` holds by construction and every decoded event is kinematically allowed.
 
@@ -196,14 +196,18 @@ def u_to_mass(u, mass: float, width: float, m_lo, m_hi=None):
     return xp.sqrt(s)
 
 
-def top_mass_to_u(m_t):
-    """Top mass coordinate ``u_t`` ``[...] -> [...]`` (Breit–Wigner ``M_TOP, GAMMA_TOP`` on ``(m_b², ∞)``)."""
-    return mass_to_u(m_t, physics.M_TOP, physics.GAMMA_TOP, _M_B)
+def top_mass_to_u(m_t, top_width: float = physics.GAMMA_TOP):
+    """Top mass coordinate ``u_t`` ``[...] -> [...]`` (Breit–Wigner ``M_TOP, top_width`` on ``(m_b², ∞)``).
+
+    ``top_width`` is the width of the line the coordinate makes Gaussian: the top's own for a sample at one mass;
+    wider for a sample spanning a mass range, whose masses would otherwise sit in the narrow line's Cauchy tails
+    (166-179 GeV at ``|u| > 1.3``, where an error of 0.3 in ``u`` is 10 GeV in mass)."""
+    return mass_to_u(m_t, physics.M_TOP, top_width, _M_B)
 
 
-def u_to_top_mass(u_t):
+def u_to_top_mass(u_t, top_width: float = physics.GAMMA_TOP):
     """Top mass ``[...]`` from ``u_t`` ``[...]``; always ``> m_b``."""
-    return u_to_mass(u_t, physics.M_TOP, physics.GAMMA_TOP, _M_B)
+    return u_to_mass(u_t, physics.M_TOP, top_width, _M_B)
 
 
 def w_mass_to_u(m_w, m_t):
@@ -216,7 +220,9 @@ def u_to_w_mass(u_w, m_t):
     return u_to_mass(u_w, physics.M_W, physics.GAMMA_W, 0.0, m_t - _M_B)
 
 
-_M_T_MIN = float(u_to_top_mass(np.float64(-U_MAX)))  # 5.15 GeV, the lightest top decode produces
+def _m_t_min(top_width: float) -> float:
+    """The lightest top decode produces (5.15 GeV at the top's own width)."""
+    return float(u_to_top_mass(np.float64(-U_MAX), top_width))
 _M_W_MIN = 1e-6  # GeV; below the lightest W decode produces (1.9e-4 GeV, in a 5.15 GeV top)
 
 
@@ -262,7 +268,7 @@ def _dot(a, m_a, b, m_b, xp):
 
 # --- encode / decode -----------------------------------------------------------------------------------
 
-def _encode_side(b, d1, d2, xp):
+def _encode_side(b, d1, d2, xp, top_width: float = physics.GAMMA_TOP):
     """One side's chain ``b, d1, d2 [..., 4]`` -> its 12 coordinates ``[..., 12]``."""
     # The floors only act where float32 cannot resolve the quantity at all (a W of two identical daughters,
     # a top whose pT cancels to 0, a top mass below what decode can produce, whose W interval would be
@@ -272,35 +278,36 @@ def _encode_side(b, d1, d2, xp):
     m_w2 = xp.maximum(2.0 * _dot(d1, 0.0, d2, 0.0, xp), _M_W_MIN**2)  # massless W daughters
     m_w = xp.sqrt(m_w2)
     top = b + w
-    m_t = xp.sqrt(xp.maximum(m_w2 + _M_B**2 + 2.0 * _dot(b, _M_B, w, m_w, xp), _M_T_MIN**2))
+    m_t = xp.sqrt(xp.maximum(m_w2 + _M_B**2 + 2.0 * _dot(b, _M_B, w, m_w, xp), _m_t_min(top_width) ** 2))
     pt = xp.maximum(_norm(top[..., :2], xp), _FLOOR)
     w_star, _ = _boost(w[..., :3], w[..., 3], m_w, top[..., :3], top[..., 3], m_t, xp, to_rest=True)
     d_star, _ = _boost(d1[..., :3], d1[..., 3], 0.0, w[..., :3], w[..., 3], m_w, xp, to_rest=True)
     top_lab = [xp.log(pt), xp.arcsinh(top[..., 2] / pt), top[..., 0] / pt, top[..., 1] / pt]
-    u = [top_mass_to_u(m_t), w_mass_to_u(m_w, m_t)]
+    u = [top_mass_to_u(m_t, top_width), w_mass_to_u(m_w, m_t)]
     return xp.concatenate([xp.stack(top_lab + u, axis=-1), _unit(w_star, xp, 2), _unit(d_star, xp, 2)], axis=-1)
 
 
-def encode(daughters):
-    """On-shell decay products ``[..., 6, 4]`` (masses :data:`~lvd.physics.DAUGHTER_MASS`) -> coordinates ``[..., 24]``."""
+def encode(daughters, top_width: float = physics.GAMMA_TOP):
+    """On-shell decay products ``[..., 6, 4]`` (masses :data:`~lvd.physics.DAUGHTER_MASS`) -> coordinates ``[..., 24]``
+    (``top_width``: the top-mass coordinate's line width, :func:`top_mass_to_u`)."""
     xp = physics._xp(daughters)
-    sides = [_encode_side(*(daughters[..., i, :] for i in idx), xp) for idx in ((0, 1, 2), (3, 4, 5))]
+    sides = [_encode_side(*(daughters[..., i, :] for i in idx), xp, top_width) for idx in ((0, 1, 2), (3, 4, 5))]
     return xp.concatenate(sides, axis=-1)
 
 
-def _side_masses(c, xp):
+def _side_masses(c, xp, top_width: float = physics.GAMMA_TOP):
     """``(m_t, m_W, s_W, (m_t − m_b)² − s_W)`` from one side's coordinates ``[..., 12]``, each ``[...]``."""
-    m_t = u_to_top_mass(c[..., 4])
+    m_t = u_to_top_mass(c[..., 4], top_width)
     s_w, gap = _u_to_s(c[..., 5], physics.M_W, physics.GAMMA_W, 0.0, m_t - _M_B, xp)
     return m_t, xp.sqrt(s_w), s_w, gap
 
 
-def _decode_side(c, xp):
+def _decode_side(c, xp, top_width: float = physics.GAMMA_TOP):
     """One side's coordinates ``[..., 12]`` -> ``b, d1, d2`` four-vectors ``[..., 3, 4]``."""
     log_pt = xp.clip(c[..., 0], *LOG_PT_RANGE)
     eta = xp.clip(c[..., 1], -ETA_MAX, ETA_MAX)
     cos_sin = _unit(c[..., 2:4], xp, default_axis=0)
-    m_t = u_to_top_mass(c[..., 4])
+    m_t = u_to_top_mass(c[..., 4], top_width)
     # the top in the lab
     pt = xp.exp(log_pt)
     t3 = xp.concatenate([pt[..., None] * cos_sin, (pt * xp.sinh(eta))[..., None]], axis=-1)  # [..., 3]
@@ -326,22 +333,22 @@ def _decode_top_decay(t3, t_e, m_t, c, xp):
     return xp.concatenate([p3, xp.zeros_like(p3[..., :1])], axis=-1)  # [..., 3, 4], E filled in by decode
 
 
-def decode(coords):
+def decode(coords, top_width: float = physics.GAMMA_TOP):
     """Coordinates ``[..., 24]`` -> decay products ``[..., 6, 4]``, on shell at :data:`~lvd.physics.DAUGHTER_MASS`.
 
     Any finite input gives finite, physical four-vectors: unit vectors are normalised, ``|u|`` is clipped to
     :data:`U_MAX`, ``log pT`` to :data:`LOG_PT_RANGE` and ``|η|`` to :data:`ETA_MAX`.
     """
     xp = physics._xp(coords)
-    sides = [_decode_side(coords[..., i * _PER_SIDE:(i + 1) * _PER_SIDE], xp) for i in range(2)]
+    sides = [_decode_side(coords[..., i * _PER_SIDE:(i + 1) * _PER_SIDE], xp, top_width) for i in range(2)]
     return physics.daughters_on_shell(xp.concatenate(sides, axis=-2))  # [..., 6, 4]
 
 
-def resonance_masses(coords):
+def resonance_masses(coords, top_width: float = physics.GAMMA_TOP):
     """The masses the coordinates ``[..., 24]`` encode, ``[..., 4]`` in RESONANCES order (W_lep, W_had, t_lep, t_had)."""
     xp = physics._xp(coords)
     (t_lep, w_lep, _, _), (t_had, w_had, _, _) = (
-        _side_masses(coords[..., i * _PER_SIDE:(i + 1) * _PER_SIDE], xp) for i in range(2)
+        _side_masses(coords[..., i * _PER_SIDE:(i + 1) * _PER_SIDE], xp, top_width) for i in range(2)
     )
     return xp.stack([w_lep, w_had, t_lep, t_had], axis=-1)
 
@@ -377,11 +384,12 @@ TTBAR_Y_MAX: float = 15.0
 LOG_EXCESS_RANGE: tuple[float, float] = (-10.0, 11.0)  # m_tt − m₁ − m₂ from 45 keV to 60 TeV
 
 
-def encode_ttbar(daughters):
+def encode_ttbar(daughters, top_width: float = physics.GAMMA_TOP):
     """On-shell decay products ``[..., 6, 4]`` -> top-level chain coordinates ``[..., 23]`` (:data:`TTBAR_FEATURES`)."""
     xp = physics._xp(daughters)
-    sides = [_encode_side(*(daughters[..., i, :] for i in idx), xp) for idx in ((0, 1, 2), (3, 4, 5))]  # [..., 12]
-    m1, m2 = u_to_top_mass(sides[0][..., 4]), u_to_top_mass(sides[1][..., 4])
+    sides = [_encode_side(*(daughters[..., i, :] for i in idx), xp, top_width)
+             for idx in ((0, 1, 2), (3, 4, 5))]  # [..., 12]
+    m1, m2 = u_to_top_mass(sides[0][..., 4], top_width), u_to_top_mass(sides[1][..., 4], top_width)
     t1 = daughters[..., 0, :] + daughters[..., 1, :] + daughters[..., 2, :]
     t2 = daughters[..., 3, :] + daughters[..., 4, :] + daughters[..., 5, :]
     # m_tt² = (m₁ + m₂)² + 2(t₁·t₂ − m₁m₂): the excess over threshold without cancellation
@@ -396,12 +404,12 @@ def encode_ttbar(daughters):
                           axis=-1)
 
 
-def decode_ttbar(coords):
+def decode_ttbar(coords, top_width: float = physics.GAMMA_TOP):
     """Top-level chain coordinates ``[..., 23]`` -> decay products ``[..., 6, 4]`` on shell at
     :data:`~lvd.physics.DAUGHTER_MASS`; finite and physical for any finite input (like :func:`decode`)."""
     xp = physics._xp(coords)
     side = (coords[..., 7:15], coords[..., 15:23])  # per side: u_t, u_W, n_W, n_d
-    m1, m2 = u_to_top_mass(side[0][..., 0]), u_to_top_mass(side[1][..., 0])
+    m1, m2 = u_to_top_mass(side[0][..., 0], top_width), u_to_top_mass(side[1][..., 0], top_width)
     px, py = (xp.clip(coords[..., i], -TTBAR_PT_MAX, TTBAR_PT_MAX) for i in (0, 1))
     y = xp.clip(coords[..., 2], -TTBAR_Y_MAX, TTBAR_Y_MAX)
     excess = xp.exp(xp.clip(coords[..., 3], *LOG_EXCESS_RANGE))

@@ -17,6 +17,7 @@ network produced.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import ClassVar
 
 from lvd import decay_chain, physics
@@ -26,11 +27,16 @@ N_DAUGHTERS = len(physics.DECAY_PRODUCTS)
 _PAPER_FEATURES = ("px", "py", "pz", "log_e", "m")
 
 
+@dataclass(frozen=True)
 class PartonRepresentation(abc.ABC):
-    """Decay products ``[..., 6, 4]`` ↔ parton vectors ``[..., D]`` (physical units, before normalisation)."""
+    """Decay products ``[..., 6, 4]`` ↔ parton vectors ``[..., D]`` (physical units, before normalisation).
+
+    ``top_width``: the line width the decay chains' top-mass coordinate is Gaussianised with
+    (``data.top_line_width``; :func:`lvd.decay_chain.top_mass_to_u`); the paper's representation ignores it."""
 
     name: ClassVar[str]
     features: ClassVar[tuple[str, ...]]
+    top_width: float = physics.GAMMA_TOP
 
     @property
     def dim(self) -> int:
@@ -53,6 +59,7 @@ class PartonRepresentation(abc.ABC):
         return None
 
 
+@dataclass(frozen=True)
 class Paper(PartonRepresentation):
     """Eleven objects × ``(px, py, pz, log(E+1), m)``: decay products, then ``W_lep, W_had, t_lep, t_had, tt̄``."""
 
@@ -73,6 +80,7 @@ class Paper(PartonRepresentation):
         return x.reshape(*x.shape[:-1], len(physics.PARTONS), len(_PAPER_FEATURES))[..., N_DAUGHTERS:, 4]
 
 
+@dataclass(frozen=True)
 class DecayChain(PartonRepresentation):
     """Each top's ``(log pT, η, cos φ, sin φ, u_t)``, its W's ``(u_W, n_W)`` in the top frame and one W daughter's
     direction ``n_d`` in the W frame (:mod:`lvd.decay_chain`); masses are coordinates."""
@@ -81,12 +89,13 @@ class DecayChain(PartonRepresentation):
     features = decay_chain.FEATURES
 
     def encode(self, daughters):
-        return decay_chain.encode(physics.daughters_on_shell(daughters))
+        return decay_chain.encode(physics.daughters_on_shell(daughters), self.top_width)
 
     def _decode(self, x):
-        return decay_chain.decode(x)
+        return decay_chain.decode(x, self.top_width)
 
 
+@dataclass(frozen=True)
 class TtbarChain(PartonRepresentation):
     """The tt̄ system ``(px, py, y, log(m_tt − m₁ − m₂))``, the leptonic top's direction in the tt̄ frame, and each
     top's ``(u_t, u_W, n_W, n_d)`` (:func:`lvd.decay_chain.encode_ttbar`): pT(tt̄), m(tt̄) and the masses are
@@ -96,15 +105,15 @@ class TtbarChain(PartonRepresentation):
     features = decay_chain.TTBAR_FEATURES
 
     def encode(self, daughters):
-        return decay_chain.encode_ttbar(physics.daughters_on_shell(daughters))
+        return decay_chain.encode_ttbar(physics.daughters_on_shell(daughters), self.top_width)
 
     def _decode(self, x):
-        return decay_chain.decode_ttbar(x)
+        return decay_chain.decode_ttbar(x, self.top_width)
 
 
-REPRESENTATIONS: dict[str, PartonRepresentation] = {r.name: r for r in (Paper(), DecayChain(), TtbarChain())}
+REPRESENTATIONS: dict[str, type[PartonRepresentation]] = {r.name: r for r in (Paper, DecayChain, TtbarChain)}
 assert tuple(REPRESENTATIONS) == PARTON_REPRESENTATIONS, "every representation name of the options has one class"
 
 
-def parton_representation(name: str) -> PartonRepresentation:
-    return REPRESENTATIONS[name]
+def parton_representation(name: str, top_width: float = physics.GAMMA_TOP) -> PartonRepresentation:
+    return REPRESENTATIONS[name](top_width=float(top_width))

@@ -53,9 +53,9 @@ def met_feature_names(opts: DataOptions) -> list[str]:
     return ["met_x", "met_y", "log_met"]
 
 
-def parton_vectors(data: EventData, representation: str) -> np.ndarray:
+def parton_vectors(data: EventData, representation: str, top_line_width: float = physics.GAMMA_TOP) -> np.ndarray:
     """Truth -> ``[N, D]`` float32 in the named parton representation."""
-    return parton_representation(representation).encode(data.truth_p4()).astype(np.float32)
+    return parton_representation(representation, top_line_width).encode(data.truth_p4()).astype(np.float32)
 
 
 def detector_arrays(data: EventData, opts: DataOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,7 +104,7 @@ def raw_arrays(data: EventData, opts: DataOptions, with_truth: bool = True) -> A
     objects, mask, met = detector_arrays(data, opts)
     if objects.shape[1] == 0:
         raise DataError("events have no detector objects")
-    x = parton_vectors(data, opts.parton_representation) if with_truth else None
+    x = parton_vectors(data, opts.parton_representation, opts.top_line_width) if with_truth else None
     return Arrays(x=x, objects=objects, mask=mask, met=met, weight=data.event_weights().astype(np.float32))
 
 
@@ -123,6 +123,7 @@ class Normalizer:
     object_features: tuple[str, ...]
     met_features: tuple[str, ...]
     parton_representation: str = "paper"  # checkpoints older than the option were all "paper"
+    top_line_width: float = physics.GAMMA_TOP  # and used the top's own width
 
     @classmethod
     def fit(cls, raw: Arrays, opts: DataOptions, allsum=None) -> Normalizer:
@@ -134,7 +135,7 @@ class Normalizer:
         allsum = allsum or (lambda a: a)
         p = raw.x.astype(np.float64)
         real = raw.objects[raw.mask].astype(np.float64)
-        rep = parton_representation(opts.parton_representation)
+        rep = parton_representation(opts.parton_representation, opts.top_line_width)
         m2 = physics.mass_sq(physics.resonances(rep.decode(p)))  # [N, 5], of the on-shell truth daughters
         met = raw.met.astype(np.float64)
 
@@ -145,16 +146,19 @@ class Normalizer:
             return mean.astype(np.float32), np.where(std < 1e-6, 1.0, std).astype(np.float32)
 
         return cls(*moments(p), *moments(real), *moments(met), *moments(m2),
-                   tuple(object_feature_names(opts)), tuple(met_feature_names(opts)), rep.name)
+                   tuple(object_feature_names(opts)), tuple(met_feature_names(opts)), rep.name, rep.top_width)
 
     @property
     def representation(self) -> PartonRepresentation:
-        return parton_representation(self.parton_representation)
+        return parton_representation(self.parton_representation, self.top_line_width)
 
     def check(self, opts: DataOptions) -> None:
         if opts.parton_representation != self.parton_representation:
             raise DataError(f"data.parton_representation {opts.parton_representation!r} differs from the "
                             f"{self.parton_representation!r} the statistics were made for")
+        if abs(opts.top_line_width - self.top_line_width) > 1e-9:
+            raise DataError(f"data.top_line_width {opts.top_line_width} differs from the {self.top_line_width} the "
+                            "statistics were made for")
         names = tuple(object_feature_names(opts))
         if names != self.object_features:
             raise DataError(f"detector features {list(names)} differ from those the model was trained on "
@@ -180,13 +184,15 @@ class Normalizer:
         return (met - self.met_mean) / self.met_std
 
     def to_dict(self) -> dict[str, Any]:
+        scalars = ("parton_representation", "top_line_width")
         out = {k: (v.tolist() if isinstance(v, np.ndarray) else list(v)) for k, v in self.__dict__.items()
-               if k != "parton_representation"}
-        return out | {"parton_representation": self.parton_representation}
+               if k not in scalars}
+        return out | {k: getattr(self, k) for k in scalars}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Normalizer:
-        names = ("object_features", "met_features", "parton_representation")
+        names = ("object_features", "met_features", "parton_representation", "top_line_width")
         arrays = {k: np.asarray(v, np.float32) for k, v in d.items() if k not in names}
         return cls(**arrays, object_features=tuple(d["object_features"]), met_features=tuple(d["met_features"]),
-                   parton_representation=d.get("parton_representation", "paper"))
+                   parton_representation=d.get("parton_representation", "paper"),
+                   top_line_width=float(d.get("top_line_width", physics.GAMMA_TOP)))

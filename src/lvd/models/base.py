@@ -26,12 +26,13 @@ class Dims:
     mass_sq_mean: tuple[float, ...]
     mass_sq_std: tuple[float, ...]
     representation: str = "paper"  # the parton representation's name
+    top_line_width: float = physics.GAMMA_TOP  # and its top-mass coordinate's line width (GeV)
 
     @classmethod
     def from_normalizer(cls, norm) -> Dims:
         t = lambda a: tuple(float(v) for v in np.asarray(a))  # noqa: E731
         return cls(len(norm.object_features), len(norm.met_features), t(norm.parton_mean), t(norm.parton_std),
-                   t(norm.mass_sq_mean), t(norm.mass_sq_std), norm.parton_representation)
+                   t(norm.mass_sq_mean), t(norm.mass_sq_std), norm.parton_representation, float(norm.top_line_width))
 
     @property
     def parton_dim(self) -> int:
@@ -39,7 +40,7 @@ class Dims:
 
     @property
     def partons(self) -> PartonRepresentation:
-        return parton_representation(self.representation)
+        return parton_representation(self.representation, self.top_line_width)
 
     def physical(self, x_norm: jax.Array) -> jax.Array:
         """Normalised parton vectors ``[..., D]`` -> physical units."""

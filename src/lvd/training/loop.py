@@ -23,7 +23,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lvd import config, distributed
+from lvd import config, distributed, physics
 from lvd.config import Options
 from lvd.data.dataset import read_training_events
 from lvd.data.generate.top_mass import training_prior
@@ -166,11 +166,17 @@ def prepare(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.P
         + (f" in {distributed.process_count()} processes" if allsum else "") + ")"
         + (f" from {source.step_dir}" if source else ""))
 
+    prior = training_prior(data)
+    spread = max(prior["mass"]) - min(prior["mass"])
+    if opts.data.parton_representation != "paper" and spread > 4 * opts.data.top_line_width:
+        say(f"note: the training top masses span {spread:.1f} GeV but data.top_line_width is "
+            f"{opts.data.top_line_width:g} GeV: masses away from {physics.M_TOP} fall in the coordinate's tails "
+            f"(consider data.top_line_width={spread / 2:.1f})")
     t = opts.train
     meta = {"lvd_version": __version__, "options": config.to_dict(opts), "normalizer": norm.to_dict(),
             "data_file": str(Path(data_path).absolute()), "n_train": n_train, "n_validation": n_val,
             "model": opts.model.kind, "processes": distributed.process_count(),
-            "top_mass_prior": training_prior(data), "truth_histograms": truth_histograms(data, data.event_weights())}
+            "top_mass_prior": prior, "truth_histograms": truth_histograms(data, data.event_weights())}
     trainer = Trainer(opts=opts, run_dir=run_dir, mode=mode, graphdef=graphdef, state=state, normalizer=norm,
                       arrays=arrays, train_loader=Loader(arrays, train_idx, t.batch_size, t.seed, mesh),
                       val_loader=Loader(arrays, val_idx, t.batch_size, t.seed, mesh) if n_val else None,
