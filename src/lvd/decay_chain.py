@@ -57,6 +57,11 @@ _PER_SIDE = DIM // 2
 # number, and the bound covers m_t from 5.15 GeV to 15.9 TeV and m_W from 0.47 GeV to 7.5 MeV below
 # m_t − m_b (at m_t = 172.5 GeV): every mass an LHC event can have (see docs/representation.md).
 U_MAX: float = 5.0
+# Decoded top masses are clipped into this window (GeV). The top's coordinate has the Breit–Wigner's Cauchy tails:
+# u = 3 is 289 GeV, u = 4 already 2.7 TeV, so the few per mille of a network's draws that stray to |u| > 3 were
+# tops of several TeV, which dominated every distance on masses and m(tt̄) (Pythia, 30 CPU minutes: top-mass
+# W1 8.1 GeV with such draws, 1.7 clipped here). A Pythia tt̄ sample has 0.02 % of its tops outside.
+TOP_MASS_RANGE: tuple[float, float] = (80.0, 400.0)
 # Decode clips the top's log pT and η here (pT from 45 keV to 22 TeV, |η| ≤ 15) so no product overflows float32.
 LOG_PT_RANGE: tuple[float, float] = (-10.0, 10.0)
 ETA_MAX: float = 15.0
@@ -206,8 +211,8 @@ def top_mass_to_u(m_t, top_width: float = physics.GAMMA_TOP):
 
 
 def u_to_top_mass(u_t, top_width: float = physics.GAMMA_TOP):
-    """Top mass ``[...]`` from ``u_t`` ``[...]``; always ``> m_b``."""
-    return u_to_mass(u_t, physics.M_TOP, top_width, _M_B)
+    """Top mass ``[...]`` from ``u_t`` ``[...]``, inside :data:`TOP_MASS_RANGE`."""
+    return physics._xp(u_t).clip(u_to_mass(u_t, physics.M_TOP, top_width, _M_B), *TOP_MASS_RANGE)
 
 
 def w_mass_to_u(m_w, m_t):
@@ -220,9 +225,7 @@ def u_to_w_mass(u_w, m_t):
     return u_to_mass(u_w, physics.M_W, physics.GAMMA_W, 0.0, m_t - _M_B)
 
 
-def _m_t_min(top_width: float) -> float:
-    """The lightest top decode produces (5.15 GeV at the top's own width)."""
-    return float(u_to_top_mass(np.float64(-U_MAX), top_width))
+
 _M_W_MIN = 1e-6  # GeV; below the lightest W decode produces (1.9e-4 GeV, in a 5.15 GeV top)
 
 
@@ -271,14 +274,14 @@ def _dot(a, m_a, b, m_b, xp):
 def _encode_side(b, d1, d2, xp, top_width: float = physics.GAMMA_TOP):
     """One side's chain ``b, d1, d2 [..., 4]`` -> its 12 coordinates ``[..., 12]``."""
     # The floors only act where float32 cannot resolve the quantity at all (a W of two identical daughters,
-    # a top whose pT cancels to 0, a top mass below what decode can produce, whose W interval would be
-    # empty); decode never produces m_W below 1.9e-4 GeV. They keep encode and its gradient finite on any
+    # a top whose pT cancels to 0) or below what decode can produce (a top lighter than TOP_MASS_RANGE, 0.02 %
+    # of Pythia's tops, is encoded as the lightest); decode never produces m_W below 1.9e-4 GeV. They keep encode and its gradient finite on any
     # decoded event (a W mass of 0 would make the W-frame boost, and its derivative, infinite).
     w = d1 + d2
     m_w2 = xp.maximum(2.0 * _dot(d1, 0.0, d2, 0.0, xp), _M_W_MIN**2)  # massless W daughters
     m_w = xp.sqrt(m_w2)
     top = b + w
-    m_t = xp.sqrt(xp.maximum(m_w2 + _M_B**2 + 2.0 * _dot(b, _M_B, w, m_w, xp), _m_t_min(top_width) ** 2))
+    m_t = xp.sqrt(xp.maximum(m_w2 + _M_B**2 + 2.0 * _dot(b, _M_B, w, m_w, xp), TOP_MASS_RANGE[0] ** 2))
     pt = xp.maximum(_norm(top[..., :2], xp), _FLOOR)
     w_star, _ = _boost(w[..., :3], w[..., 3], m_w, top[..., :3], top[..., 3], m_t, xp, to_rest=True)
     d_star, _ = _boost(d1[..., :3], d1[..., 3], 0.0, w[..., :3], w[..., 3], m_w, xp, to_rest=True)
