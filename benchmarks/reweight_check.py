@@ -29,7 +29,7 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from lvd import physics
-from lvd.data.prior import PRIOR_HISTOGRAMS_ATTR, prior_observables
+from lvd.data.prior import PRIOR_HISTOGRAMS_ATTR, bin_index, prior_observables
 from lvd.data.schema import EventWriter, read_events, source_layout
 from lvd.evaluation.observables import decay_p4
 from lvd.evaluation.reweight import reweight_file
@@ -67,9 +67,7 @@ def score(path: Path, n_boot: int = 100, seed: int = 0) -> dict[str, dict[str, f
     boots = rng.poisson(1.0, (n_boot, n))
     out = {}
     for name, edges in OBSERVABLES.items():
-        t, u = np.clip(truth[name], edges[0], edges[-1] - 1e-6), np.clip(draws[name], edges[0], edges[-1] - 1e-6)
-        tb = np.searchsorted(edges, t, side="right") - 1  # [N]
-        ub = np.searchsorted(edges, u, side="right") - 1  # [N, K]
+        tb, ub = bin_index(truth[name], edges), bin_index(draws[name], edges)  # [N], [N, K]
         nb = len(edges) - 1
         # per event: its truth's bin indicator minus the fraction of its draws in each bin; sums give D_b
         per_event = np.eye(nb)[tb] - np.stack([(ub == b).mean(1) for b in range(nb)], axis=1)  # [N, B]

@@ -206,7 +206,7 @@ def top_mass_to_u(m_t, top_width: float = physics.GAMMA_TOP):
 
     ``top_width`` is the width of the line the coordinate makes Gaussian: the top's own for a sample at one mass;
     wider for a sample spanning a mass range, whose masses would otherwise sit in the narrow line's Cauchy tails
-    (166-179 GeV at ``|u| > 1.3``, where an error of 0.3 in ``u`` is 10 GeV in mass)."""
+    (166-179 GeV at ``|u| > 1.3``, where ``dm/du`` is 17 times its value at the peak)."""
     return mass_to_u(m_t, physics.M_TOP, top_width, _M_B)
 
 
@@ -226,7 +226,7 @@ def u_to_w_mass(u_w, m_t):
 
 
 
-_M_W_MIN = 1e-6  # GeV; below the lightest W decode produces (1.9e-4 GeV, in a 5.15 GeV top)
+_M_W_MIN = 1e-6  # GeV; below the lightest W decode produces (at u_W = -U_MAX in the lightest top)
 
 
 # --- boosts and invariants -----------------------------------------------------------------------------
@@ -275,8 +275,9 @@ def _encode_side(b, d1, d2, xp, top_width: float = physics.GAMMA_TOP):
     """One side's chain ``b, d1, d2 [..., 4]`` -> its 12 coordinates ``[..., 12]``."""
     # The floors only act where float32 cannot resolve the quantity at all (a W of two identical daughters,
     # a top whose pT cancels to 0) or below what decode can produce (a top lighter than TOP_MASS_RANGE, 0.02 %
-    # of Pythia's tops, is encoded as the lightest); decode never produces m_W below 1.9e-4 GeV. They keep encode and its gradient finite on any
-    # decoded event (a W mass of 0 would make the W-frame boost, and its derivative, infinite).
+    # of Pythia's tops, is encoded as the lightest); decode never produces m_W below _M_W_MIN. They keep encode
+    # and its gradient finite on any decoded event (a W mass of 0 would make the W-frame boost, and its
+    # derivative, infinite).
     w = d1 + d2
     m_w2 = xp.maximum(2.0 * _dot(d1, 0.0, d2, 0.0, xp), _M_W_MIN**2)  # massless W daughters
     m_w = xp.sqrt(m_w2)

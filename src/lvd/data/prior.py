@@ -19,6 +19,11 @@ PRIOR_HISTOGRAMS_ATTR = "training_truth_histograms"  # unfolded-file attribute (
 N_BINS = 64
 
 
+def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The bin of each value (any shape) for ``edges [B + 1]``; values outside count in the end bins."""
+    return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+
+
 def prior_observables(daughters: np.ndarray) -> dict[str, np.ndarray]:
     """Observables a prior is recorded in, from decay products ``[..., 6, 4]``: each ``[...]``."""
     res = physics.resonances(daughters)  # [..., 5, 4]
@@ -38,6 +43,6 @@ def truth_histograms(data, weights: np.ndarray | None = None) -> dict[str, dict[
     for name, v in obs.items():
         lo, hi = np.quantile(v, [0.001, 0.999])
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, N_BINS + 1)
-        counts = np.bincount(np.clip(np.searchsorted(edges, v, side="right") - 1, 0, N_BINS - 1), w, N_BINS)
+        counts = np.bincount(bin_index(v, edges), w, N_BINS)
         out[name] = {"edges": edges.round(6).tolist(), "counts": counts.round(6).tolist()}
     return out

@@ -35,14 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from lvd.data.prior import PRIOR_HISTOGRAMS_ATTR, prior_observables
+from lvd.data.prior import PRIOR_HISTOGRAMS_ATTR, bin_index, prior_observables
 from lvd.data.schema import EventWriter, read_events, source_layout
 from lvd.errors import DataError
 from lvd.evaluation.observables import decay_p4
-
-
-def _bins(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
 
 
 def iterate_weights(bins: list[np.ndarray], prior: list[np.ndarray], event_weight: np.ndarray,
@@ -83,7 +79,7 @@ def reference_prior(reference: str | os.PathLike, prior: dict[str, Any], attrs: 
     w = ref.event_weights().astype(np.float64)
     obs = prior_observables(decay_p4(ref.unfolded))
     k = next(iter(obs.values())).shape[1]
-    return {o: {"edges": h["edges"], "counts": np.bincount(_bins(obs[o], np.asarray(h["edges"])).ravel(),
+    return {o: {"edges": h["edges"], "counts": np.bincount(bin_index(obs[o], np.asarray(h["edges"])).ravel(),
                                                            np.repeat(w, k), len(h["edges"]) - 1).tolist()}
             for o, h in prior.items()}
 
@@ -114,7 +110,7 @@ def reweight_file(unfolded: str | os.PathLike, out: str | os.PathLike, observabl
         raise DataError(f"{path}: the event weights sum to {w_event.sum():.6g}; the unfolded histogram needs a "
                         "positive total")
     obs = prior_observables(decay_p4(data.unfolded))  # each [N, K]
-    bins = [_bins(obs[o], np.asarray(prior[o]["edges"])) for o in observables]
+    bins = [bin_index(obs[o], np.asarray(prior[o]["edges"])) for o in observables]
     w, _ = iterate_weights(bins, [np.asarray(prior[o]["counts"], np.float64) for o in observables], w_event,
                            iterations)
     # redraw K samples per event from the weighted draws (systematic resampling: low variance, seeded)
