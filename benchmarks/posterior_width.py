@@ -20,6 +20,7 @@ import numpy as np
 from lvd.data.schema import read_events, source_layout
 from lvd.evaluation.calibration import coverage, truth_ranks
 from lvd.evaluation.observables import derived
+from lvd.evaluation.report import naive_estimates
 
 OBSERVABLES = ("m_t_had", "m_t_lep", "m_ttbar", "pt_t_had", "pt_t_lep", "pt_ttbar", "y_t_had", "y_t_lep", "nu_pz",
                "lepton_pt", "b_had_pt", "b_lep_pt")
@@ -37,10 +38,7 @@ def widths(path: Path) -> tuple[list[str], float]:
         error = np.sqrt(max(np.mean((u.mean(axis=1) - t) ** 2 - u.var(axis=1, ddof=1) / k), 0.0))  # finite-K corrected
         rows.append(f"| {n} | {cov['coverage']:.3f} ({cov['nominal']:.3f}) | {spread:.4g} | {error:.4g} "
                     f"| {error / spread:.3f} |")
-    s = d.source
-    lep = (np.asarray(s["is_electron"]) + np.asarray(s["is_muon"])) > 0.5
-    reco = np.sum(np.where(lep, s["pt"], 0.0), axis=1)
-    rel = (reco - tru["lepton_pt"]) / tru["lepton_pt"]
+    rel = (naive_estimates(d)["lepton_pt"] - tru["lepton_pt"]) / tru["lepton_pt"]
     lepton_resolution = float((np.percentile(rel, 75) - np.percentile(rel, 25)) / 1.349)
     return rows, lepton_resolution
 
