@@ -7,7 +7,8 @@ Trains two models with the same options and budget — on ``{gen}_train_range.h5
 166–179 GeV) and on ``{gen}_train_nominal.h5`` (172.5 GeV only) — then, with each, unfolds the pseudo-data at
 170, 172.5 and 175 GeV and the independent calibration samples at the same masses (``--samples`` K, DPM-Solver++
 20 steps), and runs ``lvd measure top-mass`` (pseudo-data calibrated on the calibration samples). ``--init RUN``
-fine-tunes both from a trained run instead (a warm start: the run's normalisation, new optimiser schedules), and
+starts from a trained run instead (with options that differ only in ``train.steps`` that run is continued in its
+own folder, as ``lvd train`` resumes; otherwise a warm start: the run's normalisation, new optimiser schedules), and
 ``--nominal-run RUN`` takes a run trained at 172.5 as the nominal model as it is. Writes
 ``OUT/<model>/top_mass.json`` and ``top_mass.png`` per model and a side-by-side table ``OUT/top_mass.md``.
 """
@@ -36,9 +37,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--models", default="range,nominal")
-    ap.add_argument("--init", type=Path, help="warm-start every model from this run (fine-tuning for --steps)")
+    ap.add_argument("--init", type=Path, help="start every model from this run: with the same options but "
+                    "train.steps the run is continued in its own folder to --steps in all (the learning-rate "
+                    "schedule stretched to the new length); with other options, a warm start for --steps")
     ap.add_argument("--nominal-run", type=Path, help="an existing run trained at 172.5 only, used as the 'nominal' "
                     "model as it is (no training)")
+    ap.add_argument("--calib-masses", default=",".join(MASSES),
+                    help="masses of the calibration samples {gen}_calib_{m}.h5 (comma-separated)")
+    ap.add_argument("--method", default="mean", help="lvd measure top-mass --method (mean or likelihood)")
     ap.add_argument("overrides", nargs="*")
     a = ap.parse_intermixed_args()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -60,21 +66,27 @@ def main() -> None:
             (run / "done").write_text(str(r.run_dir))
         run_dir = Path((run / "done").read_text())
         files = {}
-        for kind in ("pseudo", "calib"):
-            for m in MASSES:
+        calib_masses = a.calib_masses.split(",")
+        for kind, masses in (("pseudo", MASSES), ("calib", calib_masses)):
+            for m in masses:
                 out = folder / f"unfolded_{kind}_{m}.h5"
                 if not out.exists():
                     unfold_file(run_dir, a.data / f"{g}_{kind}_{m}.h5", out, samples=a.samples, sampler="dpm++",
                                 steps=20)
                 files[kind, m] = out
-        report = measure([files["pseudo", m] for m in MASSES], [files["calib", m] for m in MASSES], folder)
+        report = measure([files["pseudo", m] for m in MASSES], [files["calib", m] for m in calib_masses], folder,
+                         method=a.method)
         rows[prior] = report
-    lines = ["| training prior | calibration slope | " + " | ".join(f"m_t = {m}: raw / calibrated (± stat)" for m in MASSES)
-             + " |", "|---|---|" + "---|" * len(MASSES)]
+    lines = [f"method: {a.method}", "",
+             "| training prior | calibration slope | " + " | ".join(f"m_t = {m}: raw / calibrated ± stat ± calib."
+                                                                 for m in MASSES)
+             + " | closure slope |", "|---|---|" + "---|" * len(MASSES) + "---|"]
     for prior, r in rows.items():
-        cal = r["calibration"]
-        cells = [f"{e['raw']:.2f} / {e['calibrated']:.2f} ± {e['calibrated_stat']:.2f}" for e in r["measurements"]]
-        lines.append(f"| {prior} | {cal['slope']:.3f} ± {cal['cov'][1][1] ** 0.5:.3f} | " + " | ".join(cells) + " |")
+        cal, closure = r["calibration"], r.get("closure", {"slope": float("nan"), "slope_stat": float("nan")})
+        cells = [f"{e['raw']:.3f} / {e['calibrated']:.2f} ± {e['calibrated_stat']:.2f} ± {e['calibration_stat']:.2f}"
+                 for e in r["measurements"]]
+        lines.append(f"| {prior} | {cal['slope']:.3f} ± {cal['cov'][1][1] ** 0.5:.3f} | " + " | ".join(cells)
+                     + f" | {closure['slope']:.2f} ± {closure['slope_stat']:.2f} |")
     table = "\n".join(lines) + "\n"
     (a.out / "top_mass.md").write_text(table)
     (a.out / "top_mass.json").write_text(json.dumps(rows, indent=1))

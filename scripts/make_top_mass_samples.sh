@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The samples of the top-mass measurement (issue 12): a training sample spanning the masses to be measured,
 # a wider one (toy), a training sample at the nominal mass only (to show the bias the range removes), pseudo-data at 170, 172.5
-# and 175 GeV and independent calibration samples at the same masses. Seeds never repeat between samples.
+# and 175 GeV and independent calibration samples at the same masses (and, toy, at 160, 165, 180, 185). Seeds never
+# repeat between samples.
 #   bash scripts/make_top_mass_samples.sh OUT_DIR [toy|pythia|both]
 # Pythia runs with MPI off (5x faster; the same for every sample, so the measurement is self-consistent).
 set -euo pipefail
@@ -26,4 +27,8 @@ for g in toy pythia; do
     gen "$g" "pseudo_$m" 20000 "4${s}" --top-mass "$m"
     gen "$g" "calib_$m"  20000 "5${s}" --top-mass "$m"
   done
+  # calibration points further out: a 25 GeV lever arm for the calibration line (toy only: Pythia's are ~3 h)
+  if [ "$g" = toy ]; then
+    for m in 160 165 180 185; do gen "$g" "calib_$m" 20000 "5${m}" --top-mass "$m"; done
+  fi
 done

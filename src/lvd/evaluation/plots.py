@@ -154,17 +154,25 @@ def overlay(path: Path, label: str, unit: str, edges: np.ndarray, truth: np.ndar
 
 
 def top_mass(path: Path, report: dict) -> list[str]:
-    """Left: each measurement's log-likelihood in θ. Right: the calibration curve (raw θ̂ against the generated
-    mass, the fitted line, the identity) with the measured points placed at their generated or calibrated mass."""
+    """Left: each measurement's log-likelihood in θ (likelihood method) or its events' posterior-mean top masses
+    (mean method). Right: the calibration curve (raw θ̂ against the generated mass, the fitted line, the identity)
+    with the measured points placed at their generated mass."""
     fig, (lx, cx) = plt.subplots(1, 2, figsize=(11, 4.4))
     fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.13, wspace=0.28)
     for e in report["measurements"]:
-        grid, ll = np.asarray(e["grid"]), np.asarray(e["log_likelihood"])
-        near = ll > ll.max() - 12
         name = Path(e["file"]).stem
-        lx.plot(grid[near], ll[near], lw=1.4, label=f"{name}: {e['raw']:.2f} ± {e['stat']:.2f}")
-    lx.set_xlabel("top mass θ [GeV]")
-    lx.set_ylabel("Δ log L")
+        label = f"{name}: {e['raw']:.2f} ± {e['stat']:.2f}"
+        if e.get("method", "likelihood") == "mean":
+            edges, counts = np.asarray(e["event_mean_edges"]), np.asarray(e["event_mean_counts"])
+            lx.stairs(counts / max(counts.sum(), 1e-300), edges, lw=1.4, label=label)
+            lx.set_xlabel("posterior-mean top mass of an event, ½(m̄_t,had + m̄_t,lep) [GeV]")
+            lx.set_ylabel("fraction of events")
+        else:
+            grid, ll = np.asarray(e["grid"]), np.asarray(e["log_likelihood"])
+            near = ll > ll.max() - 12
+            lx.plot(grid[near], ll[near], lw=1.4, label=label)
+            lx.set_xlabel("top mass θ [GeV]")
+            lx.set_ylabel("Δ log L")
     lx.legend(fontsize=8, frameon=False)
     cal = report.get("calibration")
     pts = cal["points"] if cal else []
