@@ -63,6 +63,7 @@ def main() -> None:
                                                     f"name=top-mass-{g}-{prior}"])
             r = train(opts, a.data / f"{g}_train_{prior}.h5", runs_dir=run, hooks=physics_monitor(opts),
                       checkpoint=a.init)
+            run.mkdir(exist_ok=True)  # a continued run (--init) lives in its own folder, not under run/
             (run / "done").write_text(str(r.run_dir))
         run_dir = Path((run / "done").read_text())
         files = {}

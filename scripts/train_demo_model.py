@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from lvd import config
+from lvd.cli.demo import SHIPPED
 from lvd.cli.progress import console, progress_bar
 from lvd.data.generate import toy
 from lvd.evaluation.monitor import physics_monitor
@@ -81,8 +82,10 @@ def main() -> None:
     if not test.exists():
         toy.generate_file(test, 20_000, seed=TEST_SEED)
     unfolded = a.work / "unfolded_demo_model.h5"
-    with progress_bar(20_000, "unfold fresh events (K = 16)") as advance:
-        unfold_file(a.out, test, unfolded, samples=16, sampler="dpm++", steps=20, on_progress=advance)
+    plan = SHIPPED  # evaluated exactly as lvd demo runs it
+    with progress_bar(20_000, f"unfold fresh events (K = {plan.samples})") as advance:
+        unfold_file(a.out, test, unfolded, samples=plan.samples, sampler=plan.sampler, steps=plan.sampler_steps,
+                    on_progress=advance)
     report = a.out / "evaluation"
     m = evaluate(unfolded, report, n_boot=10, seed=0, plots="key", c2st_steps=1500)
     for big in report.glob("*.csv"):
@@ -119,8 +122,8 @@ and `lvd.load(...)` use it like any run.
   validation) in `metrics.csv`;
 * made by `{command}`.
 
-Held-out evaluation (20,000 toy events generated with seed 7,000,000; K = 16 samples per event, DPM-Solver++
-20 steps; full report in `evaluation/report.md`):
+Held-out evaluation as `lvd demo` runs it (20,000 toy events generated with seed 7,000,000; K = {SHIPPED.samples}
+samples per event, {SHIPPED.sampler} sampler, {SHIPPED.sampler_steps} steps; full report in `evaluation/report.md`):
 
 | observable | W1 unfolded | W1 detector-level estimate | coverage 68 % (nominal) | coverage 95 % (nominal) |
 |---|---|---|---|---|
