@@ -30,5 +30,7 @@ for g in toy pythia; do
   # calibration points further out: a 25 GeV lever arm for the calibration line (toy only: Pythia's are ~3 h)
   if [ "$g" = toy ]; then
     for m in 160 165 180 185; do gen "$g" "calib_$m" 20000 "5${m}" --top-mass "$m"; done
+    # larger pseudo-data (the 20k samples' statistical error is ~0.45 GeV: benchmarks/results/top_mass_toy.md)
+    for m in 170 172.5 175; do gen "$g" "pseudo100k_$m" 100000 "8${m/./}" --top-mass "$m"; done
   fi
 done

@@ -165,7 +165,10 @@ def top_mass(path: Path, report: dict) -> list[str]:
         if e.get("method", "likelihood") == "mean":
             edges, counts = np.asarray(e["event_mean_edges"]), np.asarray(e["event_mean_counts"])
             lx.stairs(counts / max(counts.sum(), 1e-300), edges, lw=1.4, label=label)
-            lx.set_xlabel("posterior-mean top mass of an event, ½(m̄_t,had + m̄_t,lep) [GeV]")
+            filled = np.flatnonzero(counts > 1e-3 * counts.max())
+            if filled.size:
+                lx.set_xlim(edges[filled[0]] - 2, edges[filled[-1] + 1] + 2)
+            lx.set_xlabel("an event's posterior-mean top mass [GeV]")
             lx.set_ylabel("fraction of events")
         else:
             grid, ll = np.asarray(e["grid"]), np.asarray(e["log_likelihood"])
@@ -173,13 +176,15 @@ def top_mass(path: Path, report: dict) -> list[str]:
             lx.plot(grid[near], ll[near], lw=1.4, label=label)
             lx.set_xlabel("top mass θ [GeV]")
             lx.set_ylabel("Δ log L")
-    lx.legend(fontsize=8, frameon=False)
+    lx.legend(fontsize=8, frameon=False, loc="upper left")
     cal = report.get("calibration")
     pts = cal["points"] if cal else []
     x_all = [p["true"] for p in pts] + [e["true_mass"] for e in report["measurements"] if e["true_mass"]]
     if x_all:
         xs = np.linspace(min(x_all) - 1, max(x_all) + 1, 2)
-        cx.plot(xs, xs, color="grey", lw=1, ls=":", label="raw = true")
+        mean_method = report["measurements"][0].get("method", "likelihood") == "mean"
+        if not mean_method:  # the mean method's raw statistic is not a mass: no identity to compare with
+            cx.plot(xs, xs, color="grey", lw=1, ls=":", label="raw = true")
         if cal:
             cx.errorbar([p["true"] for p in pts], [p["raw"] for p in pts], yerr=[p["stat"] for p in pts], fmt="o",
                         color="black", label="calibration samples")
@@ -190,6 +195,14 @@ def top_mass(path: Path, report: dict) -> list[str]:
         cx.errorbar([e["true_mass"] for e in m], [e["raw"] for e in m], yerr=[e["stat"] for e in m], fmt="s",
                     color=COLORS["unfolded"], label="measured (raw)")
     cx.set_xlabel("generated top mass [GeV]")
-    cx.set_ylabel("extracted θ̂ (raw) [GeV]")
+    mean_method = bool(report["measurements"]) and report["measurements"][0].get("method", "likelihood") == "mean"
+    cx.set_ylabel("posterior-mean statistic S [GeV]" if mean_method else "extracted θ̂ (raw) [GeV]")
+    if "closure" in report:
+        c = report["closure"]
+        lines = [f"{e['true_mass']:g}: {e['calibrated']:.2f} ± {e['calibrated_stat']:.2f} ± {e['calibration_stat']:.2f}"
+                 for e in report["measurements"] if e["true_mass"] is not None]
+        cx.text(0.97, 0.04, "calibrated (± stat ± calib.):\n" + "\n".join(lines)
+                + f"\nclosure slope {c['slope']:.2f} ± {c['slope_stat']:.2f}", transform=cx.transAxes,
+                ha="right", va="bottom", fontsize=8)
     cx.legend(fontsize=8, frameon=False)
     return _save(fig, path)
