@@ -1,4 +1,5 @@
-"""The top mass from unfolded events: a likelihood that follows the data, not the training prior.
+"""The top mass from unfolded events, calibrated so that it follows the data, not the training prior: a likelihood
+built from the posterior draws (``method="likelihood"``) and the calibrated posterior mean (``"mean"``, the default).
 
 For every event the unfolding gives K draws of its two top masses (built from the unfolded on-shell decay
 products) from the learned posterior ``p(m₁, m₂ | x)``, which the model learned under the training sample's
