@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The samples of the top-mass measurement (issue 12): a training sample spanning the masses to be measured,
-# a wider one (toy), a training sample at the nominal mass only (to show the bias the range removes), pseudo-data at 170, 172.5
+# The samples of the top-mass measurement (issue 12): training samples spanning the masses to be measured (145-200
+# GeV, which the measurement uses, and 166-179), one at the nominal mass only (to show the bias the range removes), pseudo-data at 170, 172.5
 # and 175 GeV and independent calibration samples at the same masses and at 160, 165, 180, 185. Seeds never
 # repeat between samples.
 #   bash scripts/make_top_mass_samples.sh OUT_DIR [toy|pythia|both]
