@@ -58,11 +58,14 @@ def main() -> None:
             run.mkdir(exist_ok=True)
             (run / "done").write_text(str(a.nominal_run.absolute()))
         if not (run / "done").exists():
+            # an interrupted run of this study (same name, same options) is resumed rather than restarted
+            earlier = sorted(run.glob(f"top-mass-{g}-{prior}/version_*/checkpoints/latest/*"))  # a saved step
+            start = a.init or (earlier[-1].parents[2] if earlier else None)
             opts = config.load_options(a.options, [f"train.steps={a.steps}", "train.validate_every=1000",
                                                     "train.checkpoint_every=1000", *a.overrides,
                                                     f"name=top-mass-{g}-{prior}"])
             r = train(opts, a.data / f"{g}_train_{prior}.h5", runs_dir=run, hooks=physics_monitor(opts),
-                      checkpoint=a.init)
+                      checkpoint=start)
             run.mkdir(exist_ok=True)  # a continued run (--init) lives in its own folder, not under run/
             (run / "done").write_text(str(r.run_dir))
         run_dir = Path((run / "done").read_text())
