@@ -11,6 +11,8 @@ starts from a trained run instead (with options that differ only in ``train.step
 own folder, as ``lvd train`` resumes; otherwise a warm start: the run's normalisation, new optimiser schedules), and
 ``--nominal-run RUN`` takes a run trained at 172.5 as the nominal model as it is. Writes
 ``OUT/<model>/top_mass.json`` and ``top_mass.png`` per model and a side-by-side table ``OUT/top_mass.md``.
+Rerun after an interruption, it resumes an unfinished training from its last checkpoint and skips the unfolded
+files that exist.
 """
 
 from __future__ import annotations
