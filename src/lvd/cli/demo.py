@@ -28,7 +28,6 @@ PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "toy"
 # demo events come from seeds far from any the shipped model was trained or validated on (its training file
 # used seed 101, scripts/train_demo_model.py)
 FRESH_SEED = 7_000_000
-SHIPPED_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class DemoPlan:
 # for it (68 % coverage of m(tt̄) 0.699, of the rapidities 0.75, nominal 0.647), the stochastic sampler's are
 # calibrated (0.669, 0.73) and its masses sharper (W1 0.45 against 0.72 GeV), measured on validation events
 # (seed 7,100,000, benchmarks/results/sampler_coverage.md); it costs ~4x the sampling time.
-SHIPPED = DemoPlan(n_test=20_000, samples=16, sampler="ancestral", sampler_steps=SHIPPED_STEPS, bootstrap=10,
+SHIPPED = DemoPlan(n_test=20_000, samples=16, sampler="ancestral", sampler_steps=100, bootstrap=10,
                    c2st_steps=1500)
 SHIPPED_QUICK = DemoPlan(n_test=2000, samples=4, sampler="ancestral", sampler_steps=20, bootstrap=2, c2st_steps=200,
                          plots="key")

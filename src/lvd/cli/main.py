@@ -32,6 +32,7 @@ def _choices(name: str, values) -> type[enum.Enum]:
 
 ModelKind = _choices("ModelKind", config.MODEL_KINDS)
 Sampler = _choices("Sampler", config.SAMPLER_NAMES)
+TopMassMethod = _choices("TopMassMethod", config.TOP_MASS_METHODS)
 Spacing = _choices("Spacing", config.SPACINGS)
 TruthRecord = _choices("TruthRecord", ("event", "process"))
 Plots = _choices("Plots", ("all", "key", "none"))
@@ -263,17 +264,16 @@ def measure_top_mass_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for top_mass.json and the plot.")] = Path("top_mass"),
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicas for the statistical uncertainty.")] = 200,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Seed of the bootstrap.")] = 0,
-    method: Annotated[str, typer.Option(help="mean: the events' posterior-mean top mass, calibrated (robust; needs --calibration to be a mass); likelihood: the prior-divided likelihood of the posterior draws (exact only for exact posteriors).")] = "mean",
+    method: Annotated[TopMassMethod, typer.Option(help="mean: the events' posterior-mean top mass, calibrated (robust; needs --calibration to be a mass); likelihood: the prior-divided likelihood of the posterior draws (exact only for exact posteriors).")] = config.TOP_MASS_METHODS[0],
 ) -> None:
     """The top mass from unfolded events, calibrated on samples at known masses unfolded by the same model
     (docs/design.md §8)."""
     from lvd.cli.progress import console
-    from lvd.evaluation.top_mass import METHODS, measure
+    from lvd.evaluation.top_mass import measure
 
     if bootstrap < 2:
         raise LvdError(f"--bootstrap {bootstrap}: need at least 2 replicas")
-    if method not in METHODS:
-        raise LvdError(f"--method {method}: expected one of {', '.join(METHODS)}")
+    method = getattr(method, "value", method)
     with console.status("measuring the top mass"):
         report = measure(unfolded, calibration or [], out, n_boot=bootstrap, seed=seed, method=method)
     cal = report.get("calibration")

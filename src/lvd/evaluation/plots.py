@@ -155,14 +155,16 @@ def overlay(path: Path, label: str, unit: str, edges: np.ndarray, truth: np.ndar
 
 def top_mass(path: Path, report: dict) -> list[str]:
     """Left: each measurement's log-likelihood in θ (likelihood method) or its events' posterior-mean top masses
-    (mean method). Right: the calibration curve (raw θ̂ against the generated mass, the fitted line, the identity)
-    with the measured points placed at their generated mass."""
+    (mean method). Right: the calibration curve (the raw statistic against the generated mass, the fitted line, and
+    for the likelihood the identity) with the measured points at their generated mass and the calibrated values."""
     fig, (lx, cx) = plt.subplots(1, 2, figsize=(11, 4.4))
     fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.13, wspace=0.28)
+    # one method per report; reports written before the mean method existed are likelihoods
+    mean_method = any(e.get("method", "likelihood") == "mean" for e in report["measurements"])
     for e in report["measurements"]:
         name = Path(e["file"]).stem
         label = f"{name}: {e['raw']:.2f} ± {e['stat']:.2f}"
-        if e.get("method", "likelihood") == "mean":
+        if mean_method:
             edges, counts = np.asarray(e["event_mean_edges"]), np.asarray(e["event_mean_counts"])
             lx.stairs(counts / max(counts.sum(), 1e-300), edges, lw=1.4, label=label)
             filled = np.flatnonzero(counts > 1e-3 * counts.max())
@@ -182,7 +184,6 @@ def top_mass(path: Path, report: dict) -> list[str]:
     x_all = [p["true"] for p in pts] + [e["true_mass"] for e in report["measurements"] if e["true_mass"]]
     if x_all:
         xs = np.linspace(min(x_all) - 1, max(x_all) + 1, 2)
-        mean_method = report["measurements"][0].get("method", "likelihood") == "mean"
         if not mean_method:  # the mean method's raw statistic is not a mass: no identity to compare with
             cx.plot(xs, xs, color="grey", lw=1, ls=":", label="raw = true")
         if cal:
@@ -195,7 +196,6 @@ def top_mass(path: Path, report: dict) -> list[str]:
         cx.errorbar([e["true_mass"] for e in m], [e["raw"] for e in m], yerr=[e["stat"] for e in m], fmt="s",
                     color=COLORS["unfolded"], label="measured (raw)")
     cx.set_xlabel("generated top mass [GeV]")
-    mean_method = bool(report["measurements"]) and report["measurements"][0].get("method", "likelihood") == "mean"
     cx.set_ylabel("posterior-mean statistic S [GeV]" if mean_method else "extracted θ̂ (raw) [GeV]")
     if "closure" in report:
         c = report["closure"]
