@@ -247,7 +247,8 @@ def options_path(name_or_path: str | Path) -> Path:
         return p
     stem = p.name.removesuffix(".yaml")
     packaged = resources.files("lvd").joinpath("options", f"{stem}.yaml")
-    if p.parent == Path(".") and packaged.is_file():
+    # "small" and "options/small.yaml" (as the README writes it, in a folder without the repository) alike
+    if p.parent in (Path("."), Path("options")) and packaged.is_file():
         with resources.as_file(packaged) as real:
             return Path(real)
     known = ", ".join(presets())

@@ -434,8 +434,8 @@ class _Reader:
     def read(self, require_truth: bool, read_truth: bool) -> EventData:
         lay, f = self.lay, self.f
         version = f.attrs.get("lvd_format")
-        if version is not None and int(version) != FORMAT_VERSION:
-            raise self.fail(f"unknown lvd_format version {version!r} (this lvd reads {FORMAT_VERSION})")
+        if version is not None and str(_from_attr(version)) != str(FORMAT_VERSION):
+            raise self.fail(f"unknown lvd_format version {_from_attr(version)} (this lvd reads {FORMAT_VERSION})")
         if len(f.keys()) == 0:
             raise self.fail("empty file (no groups or datasets)")
         mask_obj = f.get(f"{lay.source_group}/{lay.mask_name}")
@@ -530,7 +530,8 @@ class _Reader:
                 bad &= valid
             if bad.any():
                 where = np.argwhere(bad)[0]
-                obj_txt = f", object {where[1]}" if a.ndim > 1 else ""
+                axis = "sample" if name.startswith(self.lay.unfolded_group + "/") else "object"
+                obj_txt = f", {axis} {where[1]}" if a.ndim > 1 else ""
                 raise self.fail(f"dataset {name} has NaN/inf at event {where[0] + self.offset}{obj_txt}")
         return a
 

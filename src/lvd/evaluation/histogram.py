@@ -5,14 +5,16 @@ posterior samples x_ik per event:
 
 * central value ``h_b = Σ_i w_i c_ib`` with ``c_ib`` the fraction of event i's samples in bin b (the mean of
   the K per-sample histograms);
-* posterior uncertainty: the covariance of the K per-sample histograms ``h_kb = Σ_i w_i 1[x_ik ∈ b]``, each
-  one draw of the truth-level histogram given the detector data (needs K ≥ 2);
+* posterior uncertainty: the covariance of one draw of the truth-level histogram given the detector data
+  (the spread of the per-sample histograms ``h_kb = Σ_i w_i 1[x_ik ∈ b]``), estimated event by event as
+  ``K/(K−1) Σ_i w_i² (diag c_i − c_i c_iᵀ)`` (full rank for any K ≥ 2; see :func:`_posterior_covariance`);
 * statistical uncertainty: the covariance of ``h_b`` over bootstrap replicas that give every event a
   Poisson(1) multiplicity (its expectation is ``Σ_i w_i² c_ib²`` on the diagonal);
 * total: the sum of the two covariances (independent sources).
 
-With ``density`` every histogram (each sample, each replica) is divided by its own in-range total and by the
-bin widths (1/σ dσ/dx), so the covariances carry the normalisation's correlations. Values outside the edges
+With ``density`` every histogram (each replica) is divided by its own in-range total and by the bin widths
+(1/σ dσ/dx), and the posterior covariance is propagated through that normalisation to first order, so the
+covariances carry the normalisation's correlations. Values outside the edges
 are not counted. Truth, where the file has it, gets the same treatment with one sample per event.
 """
 
@@ -26,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from lvd import physics
-from lvd.data.schema import EventData, read_events, source_layout
+from lvd.data.schema import EventData
+from lvd.data.unfolded import positive_weights, read_unfolded, require_samples, samples_per_event
 from lvd.errors import DataError, LvdError
 from lvd.evaluation.observables import OBSERVABLES, derived
 
@@ -44,7 +47,7 @@ class Spec:
     def __post_init__(self):
         e = np.asarray(self.edges, np.float64)
         if e.ndim != 1 or len(e) < 2 or not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0):
-            raise LvdError(f"{self.name}: bin edges must be at least two finite, increasing numbers, got {list(e)}")
+            raise LvdError(f"{self.name}: bin edges must be at least two finite, increasing numbers, got {e.tolist()}")
         object.__setattr__(self, "edges", e)
         default_label, default_unit = observable_table().get(self.name, (self.name, ""))
         object.__setattr__(self, "label", self.label or default_label)
@@ -162,7 +165,11 @@ class Result:
 
 def histogram(values: np.ndarray, weights: np.ndarray, edges: np.ndarray, n_boot: int = 200, seed: int = 0,
               density: bool = False) -> tuple[Binned, np.ndarray]:
-    """``values [N]`` or ``[N, K]``, ``weights [N]`` -> the :class:`Binned` histogram and Σ w² c² ``[B]``."""
+    """``values [N]`` or ``[N, K]``, ``weights [N]`` -> the :class:`Binned` histogram and Σ w² c² ``[B]``.
+
+    ``n_boot`` ≥ 2: a covariance from fewer replicas is undefined (it would be NaN in every output)."""
+    if n_boot < 2:
+        raise LvdError(f"--bootstrap {n_boot}: the statistical covariance needs at least 2 replicas")
     x = np.asarray(values, np.float64)
     x = x[:, None] if x.ndim == 1 else x
     n, k = x.shape
@@ -181,13 +188,42 @@ def histogram(values: np.ndarray, weights: np.ndarray, edges: np.ndarray, n_boot
     sum_w2 = np.bincount(column, weights=(w[event] * frac) ** 2, minlength=b)
     rng = np.random.default_rng(seed)
     replicas = np.stack([np.bincount(column, weights=(w * rng.poisson(1.0, n))[event] * frac, minlength=b)
-                         for _ in range(n_boot)]) if n_boot > 0 else np.zeros((0, b))
+                         for _ in range(n_boot)])
+    cov_post = _posterior_covariance(event, column, w[event], frac, n, b, k) if k > 1 else None
+    if density and cov_post is not None:
+        jac = _density_jacobian(central, np.diff(edges))
+        cov_post = jac @ cov_post @ jac.T
     scale = _normaliser(edges, density)
     central, per_sample, replicas = scale(central), scale(per_sample), scale(replicas)
-    cov_stat = np.cov(replicas, rowvar=False, ddof=1).reshape(b, b) if n_boot > 1 else np.full((b, b), np.nan)
-    cov_post = np.cov(per_sample, rowvar=False, ddof=1).reshape(b, b) if k > 1 else None
+    cov_stat = np.cov(replicas, rowvar=False, ddof=1).reshape(b, b)
     return Binned(values=central, cov_stat=cov_stat, cov_posterior=cov_post,
                   per_sample=per_sample if k > 1 else None), sum_w2
+
+
+def _posterior_covariance(event: np.ndarray, column: np.ndarray, w: np.ndarray, frac: np.ndarray, n: int,
+                          b: int, k: int) -> np.ndarray:
+    """``[B, B]`` covariance of one draw of the truth-level histogram given the data, event by event.
+
+    Draws of different events are independent, so ``Cov(h_b, h_b') = Σ_i w_i² (δ_bb' p_ib − p_ib p_ib')`` with
+    ``p_i`` event i's bin probabilities; its fractions ``c_i`` estimate them, and ``K/(K − 1)`` makes the
+    estimate unbiased. Unlike the covariance of the K per-sample histograms (rank ≤ K − 1, noisy when K is not
+    far above the number of bins, which inflates any χ² built on it) it has full rank for every K ≥ 2.
+    ``event, column, frac``: the sparse entries ``c_ib``; ``w [entries]``: their events' weights.
+    """
+    import scipy.sparse
+
+    f = scipy.sparse.csr_matrix((w * frac, (event, column)), shape=(n, b))  # [N, B]: w_i c_ib
+    diag = np.bincount(column, weights=w**2 * frac, minlength=b)  # Σ_i w_i² c_ib
+    return k / (k - 1) * (np.diag(diag) - (f.T @ f).toarray())
+
+
+def _density_jacobian(h: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """``∂(h_b / (Σh) / Δ_b) / ∂h_c``: propagates a covariance of counts to one of 1/σ dσ/dx (to first order)."""
+    total = h.sum()
+    if not total > 0:
+        raise DataError("the weights in the histogram range sum to <= 0: a normalised distribution is "
+                        "undefined (drop --density, or widen the bins)")
+    return (np.eye(len(h)) - np.outer(h, np.ones_like(h)) / total) / (total * width[:, None])
 
 
 def _normaliser(edges: np.ndarray, density: bool):
@@ -209,23 +245,17 @@ def histogram_file(path: str | os.PathLike, specs: list[Spec], n_boot: int = 200
                    density: bool = False) -> tuple[list[Result], dict[str, Any]]:
     """Histogram every observable of ``specs`` in an ``lvd unfold`` output; returns the results and a summary."""
     path = Path(path)
-    data: EventData = read_events(path, source_layout(path))
-    if data.unfolded is None:
-        raise DataError(f"{path}: no UNFOLDED group (make it with lvd unfold)")
-    missing = [p for p in physics.DECAY_PRODUCTS if p not in data.unfolded]
-    if missing:
-        raise DataError(f"{path}: UNFOLDED lacks the decay products {missing}")
-    if n_boot < 0:
-        raise LvdError(f"--bootstrap {n_boot}: must be >= 0")
+    if n_boot < 2:
+        raise LvdError(f"--bootstrap {n_boot}: the statistical covariance needs at least 2 replicas")
+    data: EventData = read_unfolded(path)
+    require_samples(data, path, 2, "the posterior uncertainty (the spread of the draws)")
     unf = observable_values(data.unfolded)
     tru = observable_values(data.truth) if data.truth is not None else None
     unknown = [s.name for s in specs if s.name not in unf]
     if unknown:
         raise LvdError(f"unknown observable(s) {unknown}; known: {', '.join(sorted(unf))}")
-    w = data.event_weights().astype(np.float64)
-    if not np.isfinite(w).all() or w.sum() <= 0:
-        raise DataError(f"{path}: the event weights sum to {w.sum():.6g}; a distribution needs a positive total")
-    k = next(iter(data.unfolded["neutrino"].values())).shape[1]
+    w = positive_weights(data, path, "a distribution")
+    k = samples_per_event(data)
     results = []
     for i, spec in enumerate(specs):
         unfolded, sum_w2 = histogram(unf[spec.name], w, spec.edges, n_boot, seed + i, density)

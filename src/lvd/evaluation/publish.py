@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,28 @@ def write_all(results: list[Result], summary: dict[str, Any], out: str | Path,
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise LvdError(f"--formats: unknown {unknown}; choose from {', '.join(FORMATS)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out).absolute()  # hepdata_lib works from inside the folder: a relative path would nest there
+    if out.exists() and not out.is_dir():
+        raise LvdError(f"{out}: exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # everything is written into a staging folder and moved into ``out`` only when all of it (the HEPData
+    # validation included) succeeded: a refusal leaves no half-written record behind
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        summary = _write_formats(results, summary, staging, formats)
+        out.mkdir(exist_ok=True)
+        for item in sorted(staging.iterdir()):
+            target = out / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def _write_formats(results: list[Result], summary: dict[str, Any], out: Path,
+                   formats: tuple[str, ...]) -> dict[str, Any]:
     files: dict[str, Any] = {}
     if "root" in formats:
         files["root"] = write_root(results, out / "histograms.root")
@@ -99,6 +121,7 @@ def write_hepdata(results: list[Result], summary: dict[str, Any], out: Path) -> 
         table, cov = _tables(hd, r, summary)
         sub.add_table(table)
         sub.add_table(cov)
+    out = out.absolute()
     folder = out / "hepdata"
     # hepdata_lib writes its tarball into the working directory: give it ours
     with contextlib.chdir(out):
@@ -109,7 +132,7 @@ def write_hepdata(results: list[Result], summary: dict[str, Any], out: Path) -> 
     if not valid:
         problems = "; ".join(f"{Path(k).name}: {m.message}" for k, ms in validator.get_messages().items()
                              for m in ms)
-        raise LvdError(f"{folder}: the HEPData submission does not validate: {problems}")
+        raise LvdError(f"the HEPData submission (hepdata/) does not validate, nothing written: {problems}")
     return [f"hepdata/{p.name}" for p in sorted(folder.iterdir())] + ["hepdata.tar.gz"], valid
 
 

@@ -28,7 +28,6 @@ counts the same shift twice. Reweight one of them (the other follows through the
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from lvd.data.prior import PRIOR_HISTOGRAMS_ATTR, bin_index, prior_observables
-from lvd.data.schema import EventWriter, read_events, source_layout
+from lvd.data.schema import EventWriter, source_layout
+from lvd.data.unfolded import positive_weights, prior_histograms, read_unfolded
 from lvd.errors import DataError
 from lvd.evaluation.observables import decay_p4
 
@@ -70,13 +70,11 @@ def reference_prior(reference: str | os.PathLike, prior: dict[str, Any], attrs: 
     """The prior as the model sees it: the histograms, in the bins of ``prior``, of the draws in ``reference`` (an
     unfolding of simulated events from the training distribution by the model that made the file with ``attrs``)."""
     path = Path(reference)
-    ref = read_events(path, source_layout(path))
-    if ref.unfolded is None:
-        raise DataError(f"{path}: no UNFOLDED group (the reference must be an lvd unfold output)")
+    ref = read_unfolded(path)
     for key in ("model", "checkpoint_step", "training_top_mass_prior"):
         if key in attrs and key in ref.attrs and str(ref.attrs[key]) != str(attrs[key]):
             raise DataError(f"{path}: unfolded by a different model than the data ({key} differs)")
-    w = ref.event_weights().astype(np.float64)
+    w = positive_weights(ref, path, "the reference's prior histogram")
     obs = prior_observables(decay_p4(ref.unfolded))
     k = next(iter(obs.values())).shape[1]
     return {o: {"edges": h["edges"], "counts": np.bincount(bin_index(obs[o], np.asarray(h["edges"])).ravel(),
@@ -90,14 +88,11 @@ def reweight_file(unfolded: str | os.PathLike, out: str | os.PathLike, observabl
     :func:`iterate_weights` (``π₀``: the training truth, or the model's unfolding of ``reference``, see the
     module's note); returns a summary (observables, iterations, the effective number of draws)."""
     path = Path(unfolded)
-    data = read_events(path, source_layout(path))
-    if data.unfolded is None:
-        raise DataError(f"{path}: no UNFOLDED group (make it with lvd unfold)")
-    if PRIOR_HISTOGRAMS_ATTR not in data.attrs:
+    data = read_unfolded(path)
+    prior = prior_histograms(data, path, PRIOR_HISTOGRAMS_ATTR)
+    if prior is None:
         raise DataError(f"{path}: no {PRIOR_HISTOGRAMS_ATTR} attribute: unfold it with a model this lvd version "
                         "trained (its training truth is the prior to replace)")
-    prior = data.attrs[PRIOR_HISTOGRAMS_ATTR]
-    prior = json.loads(prior) if isinstance(prior, str) else prior
     unknown = [o for o in observables if o not in prior]
     if unknown:
         raise DataError(f"--observable {unknown[0]!r}: the model's prior is recorded in {', '.join(sorted(prior))}")
@@ -105,10 +100,7 @@ def reweight_file(unfolded: str | os.PathLike, out: str | os.PathLike, observabl
         raise DataError(f"iterations {iterations}: must be >= 0")
     if reference is not None:
         prior = reference_prior(reference, prior, data.attrs)
-    w_event = data.event_weights().astype(np.float64)
-    if not w_event.sum() > 0:
-        raise DataError(f"{path}: the event weights sum to {w_event.sum():.6g}; the unfolded histogram needs a "
-                        "positive total")
+    w_event = positive_weights(data, path, "the unfolded histogram")
     obs = prior_observables(decay_p4(data.unfolded))  # each [N, K]
     bins = [bin_index(obs[o], np.asarray(prior[o]["edges"])) for o in observables]
     w, _ = iterate_weights(bins, [np.asarray(prior[o]["counts"], np.float64) for o in observables], w_event,

@@ -49,7 +49,13 @@ import numpy as np
 
 from lvd import config
 from lvd.data.generate.top_mass import PRIOR_ATTR, top_width
-from lvd.data.schema import read_events, source_layout
+from lvd.data.unfolded import (
+    mass_prior,
+    number_attr,
+    positive_weights,
+    read_unfolded,
+    require_events,
+)
 from lvd.errors import DataError
 from lvd.evaluation.observables import derived
 
@@ -138,7 +144,9 @@ def _weighted_mean_with_bootstrap(x: np.ndarray, w: np.ndarray, n_boot: int, rng
     if n_boot < 2:
         return value, np.array([value])
     pw = rng.poisson(1.0, (n_boot, len(w))) * w
-    return value, (pw @ x) / pw.sum(axis=1)
+    total = pw.sum(axis=1)
+    kept = total > 0  # a replica that drew no weight (likely only for a handful of events) defines no mean
+    return value, (pw[kept] @ x) / total[kept]
 
 
 def extract(path: str | os.PathLike, lo: float = 160.0, hi: float = 185.0, n_boot: int = 200, seed: int = 0,
@@ -149,22 +157,17 @@ def extract(path: str | os.PathLike, lo: float = 160.0, hi: float = 185.0, n_boo
     if method not in METHODS:
         raise DataError(f"method {method!r}: expected one of {', '.join(METHODS)}")
     path = Path(path)
-    data = read_events(path, source_layout(path))
-    if data.unfolded is None:
-        raise DataError(f"{path}: no UNFOLDED group (make it with lvd unfold)")
+    data = read_unfolded(path)
+    require_events(data, path, 2, f"the {method} and its bootstrap uncertainty")
     if method == "likelihood" and prior is None:
-        if PRIOR_ATTR not in data.attrs:
+        prior = mass_prior(data, path, PRIOR_ATTR)
+        if prior is None:
             raise DataError(f"{path}: no {PRIOR_ATTR} attribute: unfold it with a model this lvd version trained")
-        prior = data.attrs[PRIOR_ATTR]
-        prior = json.loads(prior) if isinstance(prior, str) else prior
-    w = data.event_weights().astype(np.float64)
-    if not w.sum() > 0:
-        raise DataError(f"{path}: the event weights sum to {w.sum():.6g}; the {method} needs a positive total")
+    w = positive_weights(data, path, f"the {method}")
     obs = derived(data.unfolded)
     m1, m2 = obs["m_t_had"], obs["m_t_lep"]  # [N, K]
     gen = data.generator if getattr(data, "generator", None) is not None else {}
-    true = float(np.mean(gen["top_mass"])) if "top_mass" in gen else (
-        float(data.attrs["top_mass"]) if "top_mass" in data.attrs else None)
+    true = float(np.mean(gen["top_mass"])) if "top_mass" in gen else number_attr(data, path, "top_mass", True)
     rng = np.random.default_rng(seed)
     common = dict(file=str(path), n_events=data.n_events, samples_per_event=m1.shape[1], method=method,
                   true_mass=true)
@@ -198,9 +201,14 @@ class Calibration:
     @classmethod
     def fit(cls, extractions: list[Extraction]) -> Calibration:
         pts = [e for e in extractions if e.true_mass is not None]
+        unknown = [e.file for e in extractions if e.true_mass is None]
+        if unknown:
+            raise DataError(f"{unknown[0]}: a calibration sample must state its generated top mass (GENERATOR/"
+                            "top_mass or the attribute top_mass; make it with lvd generate --top-mass M)")
         if len({e.true_mass for e in pts}) < 2:
-            raise DataError("calibration needs samples at two or more different generated masses "
-                            "(their files state top_mass)")
+            raise DataError("calibration needs samples at two or more different generated masses; "
+                            f"{', '.join(e.file for e in pts)} all state {pts[0].true_mass:g} GeV" if pts else
+                            "calibration needs samples at two or more different generated masses")
         x = np.array([e.true_mass for e in pts])
         y = np.array([e.raw for e in pts])
         s = np.array([max(e.stat, 1e-3) for e in pts])
@@ -230,6 +238,8 @@ def measure(unfolded: list[str | os.PathLike], calibration: list[str | os.PathLi
 
     With the files' generated masses known and at least two of them different, the report also states the
     closure: the slope of the calibrated values against the generated masses (1 for an unbiased method)."""
+    if n_boot < 2:
+        raise DataError(f"bootstrap {n_boot}: the statistical uncertainty needs at least 2 replicas")
     results = [extract(p, n_boot=n_boot, seed=seed, method=method) for p in unfolded]
     report: dict[str, Any] = {"method": METHOD_NAMES[method], "measurements": results}
     if calibration:
