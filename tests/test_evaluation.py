@@ -9,6 +9,7 @@ from scipy import stats
 from lvd.evaluation import calibration as cal
 from lvd.evaluation import metrics as mt
 from lvd.evaluation.c2st import c2st, weighted_auc
+from lvd.evaluation.closure import HEADLINE as CLOSURE_OBSERVABLES
 
 
 def test_wasserstein_and_energy_of_shifted_gaussians():
@@ -107,29 +108,55 @@ def test_bootstrap_error_shrinks_with_statistics():
     assert big.error < small.error / 3
 
 
-def test_evaluate_and_compare_end_to_end(tiny_file, tmp_path, run_cli):
-    """A fake unfolding (truth smeared, K samples) evaluated through the CLI: every output is there and sane."""
+def fake_unfolded(tiny_file, path, k: int = 6, weights: np.ndarray | None = None):
+    """``tiny_file``'s events with K samples per event (the truth, its pT smeared by 5 %), written to ``path``."""
     from lvd.data.schema import read_events, write_events
 
     data = read_events(tiny_file, require_truth=True)
     rng = np.random.default_rng(7)
-    k = 6
     data.unfolded = {}
     for p, feats in data.truth.items():
         if p in ("b_lep", "lepton", "neutrino", "b_had", "q1", "q2"):
             data.unfolded[p] = {f: (np.repeat(v[:, None], k, 1) * (1 + 0.05 * rng.normal(size=(len(v), k))) if f == "pt"
                                     else np.repeat(v[:, None], k, 1)).astype(np.float32)
                                 for f, v in feats.items() if f != "pdgid"}
-    write_events(tmp_path / "fake.h5", data)
-    code, out, err = run_cli("evaluate", tmp_path / "fake.h5", "-o", tmp_path / "rep", "--bootstrap", "3",
-                             "--plots", "key", "--c2st-steps", "200")
+    data.weights = None if weights is None else weights.astype(np.float32)
+    write_events(path, data)
+    return path
+
+
+def signed_weights(n: int, seed: int = 8) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.5, 1.5, n) * np.where(rng.random(n) < 0.1, -1.0, 1.0)
+
+
+def test_evaluate_and_compare_end_to_end(tiny_file, tmp_path, run_cli):
+    """A fake unfolding (truth smeared, K samples, signed weights in the unfolded file, the truth from the
+    unweighted original via --truth) evaluated through the CLI: every output is there and sane."""
+    k = 6
+    w = signed_weights(2000)
+    fake_unfolded(tiny_file, tmp_path / "fake.h5", k, w)
+    code, out, err = run_cli("evaluate", tmp_path / "fake.h5", "--truth", tiny_file, "-o", tmp_path / "rep",
+                             "--bootstrap", "3", "--plots", "key", "--c2st-steps", "200")
     assert code == 0, err
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert m["schema"] == "lvd-metrics/1" and m["source"]["samples_per_event"] == k
+    # the unfolded file's weights, not the truth file's (it has none)
+    assert m["source"]["negative_weights"] == (w < 0).sum()
+    assert m["source"]["weight_sum"] == pytest.approx(w.astype(np.float32).sum(), rel=1e-5)
+    closure = m["closure"]
+    assert list(closure["observables"]) == list(CLOSURE_OBSERVABLES) and len(closure["observables"]) == 16
+    for e in closure["observables"].values():
+        assert len(e["edges"]) == 13 and {"chi2_stat", "chi2_total", "chi2_paired"} <= set(e)
+        assert len(e["pull_stat"]) == 12 and e["chi2_paired"]["ndf"] == 11
+    assert closure["summary"]["n_observables"] == 16
+    assert "## Closure" in (tmp_path / "rep" / "report.md").read_text()
+    assert "closure (16 observables" in err
     nu = m["observables"]["nu_pz"]
     assert nu["distances"]["unfolded"]["wasserstein"]["value"] < nu["distances"]["naive"]["wasserstein"]["value"]
     assert abs(m["observables"]["m_W_lep"]["peak"]["unfolded"] - 80.4) < 3
-    for f in ("metrics.csv", "report.md", "plots/mass_peaks.png", "plots/nu_pz.pdf", "plots/calibration.png"):
+    for f in ("metrics.csv", "report.md", "plots/mass_peaks.png", "plots/nu_pz.pdf", "plots/calibration.png",
+              "plots/closure_pulls.png"):
         assert (tmp_path / "rep" / f).exists(), f
     assert not (tmp_path / "rep" / "plots" / "b_lep_eta.png").exists(), "--plots key: headline observables only"
     code, out, err = run_cli("compare", tmp_path / "rep", tmp_path / "rep", "-o", tmp_path / "cmp")
@@ -137,3 +164,25 @@ def test_evaluate_and_compare_end_to_end(tiny_file, tmp_path, run_cli):
     assert "**" in (tmp_path / "cmp" / "compare.md").read_text()
     code, _, err = run_cli("evaluate", tiny_file, "-o", tmp_path / "bad")
     assert code == 2 and "UNFOLDED" in err
+
+
+def test_evaluate_takes_one_source_of_weights(tiny_file, tmp_path, run_cli):
+    """The unfolded file's weights when it has them, else the truth file's; both present and different: refused
+    in one line naming both files (before any work)."""
+    from lvd.errors import DataError
+    from lvd.evaluation.report import read_inputs
+
+    w = signed_weights(2000)
+    with_w = fake_unfolded(tiny_file, tmp_path / "with_w.h5", 2, w)
+    without = fake_unfolded(tiny_file, tmp_path / "without.h5", 2)
+    other = fake_unfolded(tiny_file, tmp_path / "other.h5", 2, signed_weights(2000, seed=9))
+    expect = w.astype(np.float32).astype(np.float64)
+    np.testing.assert_array_equal(read_inputs(with_w, without)[2], expect)
+    np.testing.assert_array_equal(read_inputs(without, with_w)[2], expect)
+    np.testing.assert_array_equal(read_inputs(with_w, with_w)[2], expect)
+    with pytest.raises(DataError, match="weights differ"):
+        read_inputs(with_w, other)
+    code, _, err = run_cli("evaluate", with_w, "--truth", other, "-o", tmp_path / "rep")
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert str(with_w) in err and str(other) in err and "weights differ" in err
+    assert not (tmp_path / "rep" / "metrics.json").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from lvd.cli.progress import console
+from lvd.evaluation.closure import format_ratio
 from lvd.evaluation.report import KEY_OBSERVABLES
 
 
@@ -23,3 +24,9 @@ def print_headline(result) -> None:
     console.print(t)
     c = result["c2st"]
     console.print(f"classifier two-sample test AUC {c['auc']:.3f} ± {c['error']:.3f} (0.5 is perfect)")
+    if "closure" in result:
+        s = result["closure"]["summary"]
+        n, st, pa = s["n_observables"], s["chi2_stat"], s["chi2_paired"]
+        console.print(f"closure ({n} observables, {result['closure']['n_bins']} bins): χ²/bin against the sample's "
+                      f"statistical precision ≤ 1.5 for {st['at_most_1.5']}/{n} (median {format_ratio(st['median'])}); "
+                      f"paired test χ²/ndf median {format_ratio(pa['median'])} (≈ 1 for a perfect posterior)")

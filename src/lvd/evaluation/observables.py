@@ -18,7 +18,7 @@ OBSERVABLES: dict[str, tuple[str, str]] = {
     "m_ttbar": ("m(tt̄)", "GeV"),
     "pt_t_had": ("hadronic top pT", "GeV"), "pt_t_lep": ("leptonic top pT", "GeV"), "pt_ttbar": ("pT(tt̄)", "GeV"),
     "y_t_had": ("hadronic top rapidity", ""), "y_t_lep": ("leptonic top rapidity", ""), "y_ttbar": ("y(tt̄)", ""),
-    "nu_pz": ("neutrino pz", "GeV"),
+    "nu_pz": ("neutrino pz", "GeV"), "dphi_tt": ("Δφ(t, t̄)", "rad"),
 }
 
 
@@ -45,6 +45,8 @@ def derived(particles: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray
         out[f"pt_{k}"] = physics.pt(r[k])
         out[f"y_{k}"] = physics.rapidity(r[k])
     out["nu_pz"] = p4[..., 2, 2]
+    # |Δφ| of the two tops in [0, π] (t_had and t_lep are t and t̄ in either order: the same number)
+    out["dphi_tt"] = np.abs(physics.delta_phi(physics.phi(r["t_had"]), physics.phi(r["t_lep"])))
     for i, p in enumerate(physics.DECAY_PRODUCTS):
         for f in ("pt", "eta", "phi"):
             out[f"{p}_{f}"] = np.asarray(particles[p][f], np.float64)

@@ -206,3 +206,47 @@ def top_mass(path: Path, report: dict) -> list[str]:
                 ha="right", va="bottom", fontsize=8)
     cx.legend(fontsize=8, frameon=False)
     return _save(fig, path)
+
+
+def closure_pulls(path: Path, observables: dict[str, dict]) -> list[str]:
+    """Per observable the per-bin pulls (unfolded − truth) / σ against the sample's statistical precision
+    (dots) and against the stated total uncertainty (squares), over ±1 and ±2 bands; pulls beyond the frame
+    sit on its edge as triangles."""
+    n = len(observables)
+    cols = min(4, max(n, 1))
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows), sharey=True, squeeze=False)
+    limit = 4.0
+    for ax, e in zip(axes.flat, observables.values(), strict=False):
+        for band, shade in ((2, 0.12), (1, 0.25)):
+            ax.axhspan(-band, band, color="gray", alpha=shade, lw=0)
+        ax.axhline(0.0, color="black", lw=0.6)
+        for key, marker, color, dx in (("pull_stat", "o", "black", -0.12), ("pull_total", "s", COLORS["unfolded"], 0.12)):
+            p = np.array([np.nan if v is None else v for v in e[key]], np.float64)
+            x = np.arange(len(p)) + dx
+            inside = np.abs(p) <= limit
+            ax.plot(x[inside], p[inside], marker, ms=3.5, color=color, mfc=color if marker == "o" else "none",
+                    label="stat" if key == "pull_stat" else "total")
+            for sign, arrow in ((1, "^"), (-1, "v")):
+                beyond = np.isfinite(p) & (sign * p > limit)
+                ax.plot(x[beyond], np.full(beyond.sum(), sign * limit * 0.95), arrow, ms=4, color=color)
+        ax.set_ylim(-limit, limit)
+        ax.set_xlim(-0.6, len(e["pull_stat"]) - 0.4)
+        # few fixed ticks, no minor ones: the ATLAS style's tick machinery made up most of this plot's time
+        ax.set_xticks(np.arange(0, len(e["pull_stat"]), 2))
+        ax.set_yticks([-4, -2, 0, 2, 4])
+        ax.minorticks_off()
+        ax.set_title(f"{e['label']}: χ²/bin {e['chi2_stat']['chi2_per_ndf']:.2f}" if e["chi2_stat"]["ndf"]
+                     else e["label"], fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles[:2], labels[:2], fontsize=8, frameon=False, loc="upper right", ncol=2)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("pull", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("bin (equal truth content)", fontsize=8)
+    fig.subplots_adjust(left=0.06, right=0.99, top=0.93 if rows > 2 else 0.85, bottom=0.08 if rows > 2 else 0.15,
+                        hspace=0.45, wspace=0.08)
+    return _save(fig, path)

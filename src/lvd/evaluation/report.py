@@ -15,8 +15,10 @@ import numpy as np
 
 from lvd import physics
 from lvd.data.schema import EventData, read_events, source_layout
+from lvd.data.unfolded import positive_weights, read_unfolded, samples_per_event
 from lvd.errors import DataError
 from lvd.evaluation import calibration as cal
+from lvd.evaluation import closure
 from lvd.evaluation import metrics as mt
 from lvd.evaluation.c2st import c2st
 from lvd.evaluation.observables import (
@@ -80,115 +82,148 @@ def c2st_features(particles: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
 
 def evaluate(unfolded_path: str | os.PathLike, out_dir: str | os.PathLike, truth_path: str | os.PathLike | None = None,
              n_boot: int = 20, seed: int = 0, plots: str | bool = "all", c2st_steps: int = 1500,
-             on_progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+             on_progress: Callable[[str], None] | None = None, closure_boot: int = closure.N_BOOT) -> dict[str, Any]:
     """Evaluate an ``lvd unfold`` output against the truth (its own TRUTH group, or ``truth_path``'s).
 
-    ``plots``: "all" (every observable), "key" (the headline observables, mass peaks, calibration, single
-    events) or "none".
+    ``plots``: "all" (every observable), "key" (the headline observables, mass peaks, calibration, closure
+    pulls, single events) or "none". ``closure_boot``: bootstrap replicas of the closure section's stated
+    covariance (a χ² needs its inverse: more replicas than ``n_boot``'s distance errors).
     """
     plots = {True: "all", False: "none"}.get(plots, plots)
     if plots not in ("all", "key", "none"):
         raise ValueError(f"plots={plots!r}: expected all, key or none")
     say = on_progress or (lambda s: None)
     path = Path(unfolded_path)
-    data = read_events(path, source_layout(path))
-    if data.unfolded is None:
-        raise DataError(f"{path}: no UNFOLDED group (make it with lvd unfold)")
-    missing = [p for p in physics.DECAY_PRODUCTS if p not in data.unfolded]
-    if missing:
-        raise DataError(f"{path}: UNFOLDED lacks the decay products {missing}")
-    truth_data = data if truth_path is None else read_events(truth_path, source_layout(truth_path), require_truth=True)
-    if truth_data.truth is None:
-        raise DataError(f"{path}: no TRUTH group; pass --truth FILE with the parton-level truth of these events")
-    if truth_data.n_events != data.n_events:
-        raise DataError(f"{truth_path}: {truth_data.n_events} events, the unfolded file has {data.n_events}")
+    data, truth_data, w = read_inputs(path, truth_path)
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    w = truth_data.event_weights().astype(np.float64)
-    if not w.sum() > 0:  # negative weights are fine (NLO samples), a non-positive total defines no distribution
-        raise DataError(f"{truth_path or path}: the event weights sum to {w.sum():.6g}; evaluation needs a "
-                        "positive total")
-    k = next(iter(data.unfolded["neutrino"].values())).shape[1]
+    k = samples_per_event(data)
     say("observables")
     tru, unf = derived(truth_data.truth), derived(data.unfolded)
     naive = naive_estimates(data)
     table = observable_table()
-    result: dict[str, Any] = {
-        "schema": SCHEMA,
-        "source": {"unfolded_file": str(path.absolute()), "truth_file": str(Path(truth_path or path).absolute()),
-                   "model": data.attrs.get("model"), "checkpoint": data.attrs.get("checkpoint"),
-                   "sampler": data.attrs.get("sampler"), "sampler_steps": data.attrs.get("sampler_steps"),
-                   "samples_per_event": k, "n_events": data.n_events, "weight_sum": float(w.sum()),
-                   "negative_weights": int((w < 0).sum()),
-                   "bootstrap": n_boot, "lvd_version": __version__, "evaluated_at": time.strftime("%Y-%m-%d %H:%M:%S")},
-        "observables": {},
-    }
+    result: dict[str, Any] = {"schema": SCHEMA, "source": _source(path, truth_path, data, w, k, n_boot),
+                              "observables": {}}
     files: dict[str, list[str]] = {}
     ranks_for_plot, coverage_for_plot = {}, {}
     for i, (name, (label, unit)) in enumerate(table.items()):
         say(f"distances: {name}")
-        t, u = tru[name], unf[name]
-        edges = edges_for(name, t)
-        distance_fns = {"wasserstein": mt.wasserstein, "energy": mt.energy, "ks": mt.ks,
-                        "kl": mt.binned(mt.kl_divergence, edges), "js": mt.binned(mt.js_divergence, edges)}
-        entry: dict[str, Any] = {"label": label, "unit": unit, "binning": edges.tolist(), "distances": {}}
-        for source, values in (("unfolded", u), ("naive", naive.get(name))):
-            if values is None:
-                continue
-            entry["distances"][source] = {
-                m: mt.bootstrap(fn, t, values, w, w, n_boot, seed + 1000 * i + j).as_dict()
-                for j, (m, fn) in enumerate(distance_fns.items())}
-        w_flat = np.repeat(w / k, k)
-        hists = {"truth": mt.histogram(t, w, edges), "unfolded": mt.histogram(u.reshape(-1), w_flat, edges)}
-        if name in naive:
-            hists["naive"] = mt.histogram(naive[name], w, edges)
-        entry["histograms"] = {s: h.tolist() for s, h in hists.items()}
-        per_sample = np.stack([mt.histogram(u[:, j], w, edges) for j in range(k)])
-        band = np.quantile(per_sample, [0.16, 0.84], axis=0) if k > 1 else None
-        if k > 1:
-            ranks = cal.truth_ranks(u, t, seed=seed + i)
-            cov = {lv: cal.coverage(ranks, k, int(lv) / 100, w) for lv in ("68", "95")}
-            entry["calibration"] = {"coverage_68": cov["68"], "coverage_95": cov["95"],
-                                    "crps": float(np.sum(w * cal.crps(u, t)) / w.sum()),
-                                    "rank_histogram": cal.rank_histogram(ranks, k, w).tolist()}
-            if name in KEY_OBSERVABLES or name.endswith("_pz"):
-                ranks_for_plot[name] = _rebin(cal.rank_histogram(ranks, k, w), 20)
-                coverage_for_plot[name] = cov
-        if name in MASS_WINDOWS:
-            lo, hi, nominal = MASS_WINDOWS[name]
-            entry["peak"] = {"unfolded": peak_position(u, lo, hi, np.broadcast_to(w[:, None], u.shape)),
-                             "truth": peak_position(t, lo, hi, w), "nominal": nominal}
+        entry, hists, band, calib = _observable(name, label, unit, tru[name], unf[name], naive.get(name), w,
+                                                n_boot, seed, i)
         result["observables"][name] = entry
+        if calib is not None and (name in KEY_OBSERVABLES or name.endswith("_pz")):
+            ranks_for_plot[name], coverage_for_plot[name] = calib
         if plots == "all" or (plots == "key" and name in KEY_OBSERVABLES):
-            files[name] = _plot_distribution(out, name, label, unit, edges, hists, band)
+            files[name] = _plot_distribution(out, name, label, unit, np.asarray(entry["binning"]), hists, band)
     # physics consistency of what the model states (resonances it predicts explicitly)
     res = consistency_residuals(data.unfolded)
     result["consistency"] = {n: {"mean": float(v.mean()), "std": float(v.std()),
                                  "q16": float(np.quantile(v, 0.16)), "q84": float(np.quantile(v, 0.84))}
                              for n, v in res.items()}
+    say("closure")
+    result["closure"] = closure.closure_all(tru, unf, w, n_boot=closure_boot, seed=seed)
     say("classifier two-sample test")
     result["c2st"] = c2st(c2st_features(truth_data.truth), c2st_features({p: {f: v[:, 0] for f, v in d.items()}
                                                                           for p, d in data.unfolded.items()}),
                           w, w, seed=seed, steps=c2st_steps, paired=True)
     if plots != "none":
         say("plots")
-        from lvd.evaluation import plots as pl
-
-        pl.style()
-        panels = [(table[n][0], np.asarray(result["observables"][n]["binning"]),
-                   np.asarray(result["observables"][n]["histograms"]["truth"]),
-                   np.asarray(result["observables"][n]["histograms"]["unfolded"]), MASS_WINDOWS[n][2])
-                  for n in MASS_WINDOWS]
-        files["mass_peaks"] = pl.mass_peaks(out / "plots" / "mass_peaks", panels)
-        if ranks_for_plot:
-            files["calibration"] = pl.calibration(out / "plots" / "calibration", ranks_for_plot, coverage_for_plot)
-        if k >= 4:
-            events = list(range(min(4, data.n_events)))
-            obs = {n: (table[n][0], unf[n], tru[n]) for n in ("nu_pz", "m_t_lep", "pt_t_had")}
-            files["single_events"] = pl.single_events(out / "plots" / "single_events", events, obs)
+        files |= _summary_plots(out, result, ranks_for_plot, coverage_for_plot, unf, tru, k)
     result["plots"] = {k_: [f"plots/{f}" for f in v] for k_, v in files.items()}
     write_outputs(out, result)
     return result
+
+
+def read_inputs(path: Path, truth_path: str | os.PathLike | None) -> tuple[EventData, EventData, np.ndarray]:
+    """The checked unfolded file, the events holding the truth (the same file, or ``truth_path``'s) and the
+    event weights ``[N]`` (:func:`event_weights`)."""
+    data = read_unfolded(path)
+    truth_data = data if truth_path is None else read_events(truth_path, source_layout(truth_path), require_truth=True)
+    if truth_data.truth is None:
+        raise DataError(f"{path}: no TRUTH group; pass --truth FILE with the parton-level truth of these events")
+    if truth_data.n_events != data.n_events:
+        raise DataError(f"{truth_path}: {truth_data.n_events} events, the unfolded file has {data.n_events}")
+    return data, truth_data, event_weights(data, path, truth_data, truth_path)
+
+
+def event_weights(data: EventData, path: Path, truth_data: EventData,
+                  truth_path: str | os.PathLike | None) -> np.ndarray:
+    """One source of weights: the unfolded file's when it has them (those of the events that were unfolded,
+    negative ones included), else the truth file's. Both present and different: refused, since the truth
+    would then not be that of the unfolded events as they are weighted."""
+    if truth_path is not None and data.weights is not None and truth_data.weights is not None:
+        a, b = (np.asarray(x, np.float64) for x in (data.weights, truth_data.weights))
+        differ = ~np.isclose(a, b, rtol=1e-6, atol=0.0)
+        if differ.any():
+            i = int(np.argmax(differ))
+            raise DataError(f"{path} and {truth_path}: the event weights differ ({int(differ.sum()):,} events, the "
+                            f"first {i}: {a[i]:.6g} and {b[i]:.6g}); give the truth file of the same weighted events")
+    source, source_path = (data, path) if data.weights is not None or truth_path is None else (truth_data, truth_path)
+    return positive_weights(source, source_path, "evaluation")
+
+
+def _source(path: Path, truth_path, data: EventData, w: np.ndarray, k: int, n_boot: int) -> dict[str, Any]:
+    return {"unfolded_file": str(path.absolute()), "truth_file": str(Path(truth_path or path).absolute()),
+            "model": data.attrs.get("model"), "checkpoint": data.attrs.get("checkpoint"),
+            "sampler": data.attrs.get("sampler"), "sampler_steps": data.attrs.get("sampler_steps"),
+            "samples_per_event": k, "n_events": data.n_events, "weight_sum": float(w.sum()),
+            "negative_weights": int((w < 0).sum()), "bootstrap": n_boot, "lvd_version": __version__,
+            "evaluated_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _observable(name: str, label: str, unit: str, t: np.ndarray, u: np.ndarray, naive: np.ndarray | None,
+                w: np.ndarray, n_boot: int, seed: int, i: int):
+    """One observable's entry: distances (unfolded, and naive where there is one), histograms, calibration,
+    peak. Returns (entry, histograms, the 16–84 % band over samples or None, (ranks, coverage) or None)."""
+    k = u.shape[1]
+    edges = edges_for(name, t)
+    distance_fns = {"wasserstein": mt.wasserstein, "energy": mt.energy, "ks": mt.ks,
+                    "kl": mt.binned(mt.kl_divergence, edges), "js": mt.binned(mt.js_divergence, edges)}
+    entry: dict[str, Any] = {"label": label, "unit": unit, "binning": edges.tolist(), "distances": {}}
+    for source, values in (("unfolded", u), ("naive", naive)):
+        if values is not None:
+            entry["distances"][source] = {
+                m: mt.bootstrap(fn, t, values, w, w, n_boot, seed + 1000 * i + j).as_dict()
+                for j, (m, fn) in enumerate(distance_fns.items())}
+    hists = {"truth": mt.histogram(t, w, edges), "unfolded": mt.histogram(u.reshape(-1), np.repeat(w / k, k), edges)}
+    if naive is not None:
+        hists["naive"] = mt.histogram(naive, w, edges)
+    entry["histograms"] = {s: h.tolist() for s, h in hists.items()}
+    band, calib = None, None
+    if k > 1:
+        per_sample = np.stack([mt.histogram(u[:, j], w, edges) for j in range(k)])
+        band = np.quantile(per_sample, [0.16, 0.84], axis=0)
+        ranks = cal.truth_ranks(u, t, seed=seed + i)
+        cov = {lv: cal.coverage(ranks, k, int(lv) / 100, w) for lv in ("68", "95")}
+        entry["calibration"] = {"coverage_68": cov["68"], "coverage_95": cov["95"],
+                                "crps": float(np.sum(w * cal.crps(u, t)) / w.sum()),
+                                "rank_histogram": cal.rank_histogram(ranks, k, w).tolist()}
+        calib = (_rebin(cal.rank_histogram(ranks, k, w), 20), cov)
+    if name in MASS_WINDOWS:
+        lo, hi, nominal = MASS_WINDOWS[name]
+        entry["peak"] = {"unfolded": peak_position(u, lo, hi, np.broadcast_to(w[:, None], u.shape)),
+                         "truth": peak_position(t, lo, hi, w), "nominal": nominal}
+    return entry, hists, band, calib
+
+
+def _summary_plots(out: Path, result: dict[str, Any], ranks: dict, coverage: dict, unf: dict, tru: dict,
+                   k: int) -> dict[str, list[str]]:
+    """Mass peaks, calibration, closure pulls and single events (drawn for plots 'all' and 'key')."""
+    from lvd.evaluation import plots as pl
+
+    pl.style()
+    obs, table, files = result["observables"], observable_table(), {}
+    panels = [(table[n][0], np.asarray(obs[n]["binning"]), np.asarray(obs[n]["histograms"]["truth"]),
+               np.asarray(obs[n]["histograms"]["unfolded"]), MASS_WINDOWS[n][2]) for n in MASS_WINDOWS]
+    files["mass_peaks"] = pl.mass_peaks(out / "plots" / "mass_peaks", panels)
+    if ranks:
+        files["calibration"] = pl.calibration(out / "plots" / "calibration", ranks, coverage)
+    files["closure_pulls"] = pl.closure_pulls(out / "plots" / "closure_pulls", result["closure"]["observables"])
+    if k >= 4:
+        events = list(range(min(4, len(next(iter(tru.values()))))))
+        single = {n: (table[n][0], unf[n], tru[n]) for n in ("nu_pz", "m_t_lep", "pt_t_had")}
+        files["single_events"] = pl.single_events(out / "plots" / "single_events", events, single)
+    return files
 
 
 def _rebin(h: np.ndarray, n: int) -> np.ndarray:
@@ -224,6 +259,11 @@ def write_outputs(out: Path, result: dict[str, Any]) -> None:
                 wr.writerow([name, "unfolded", "peak", f"{entry['peak']['unfolded']:.3f}", ""])
         c = result["c2st"]
         wr.writerow(["all", "unfolded", "c2st_auc", f"{c['auc']:.4f}", f"{c['error']:.4f}"])
+        for name, entry in result.get("closure", {}).get("observables", {}).items():
+            for test in ("chi2_stat", "chi2_total", "chi2_paired"):
+                x = entry[test]
+                for m, v in (("per_ndf", x["chi2_per_ndf"]), ("p_value", x["p_value"])):
+                    wr.writerow([name, "unfolded", f"closure_{test}_{m}", "" if v is None else f"{v:.6g}", ""])
     (out / "report.md").write_text(markdown(result))
 
 
@@ -261,6 +301,8 @@ def markdown(r: dict[str, Any]) -> str:
               f"(0.5: indistinguishable from the truth; {c['n_test']:,} held-out events).", ""]
     if "mass_peaks" in r.get("plots", {}):
         lines += ["![mass peaks](plots/mass_peaks.png)", ""]
+    if "closure" in r:
+        lines += closure_markdown(r["closure"], "closure_pulls" in r.get("plots", {}))
     lines += ["## Distances to the truth (all observables)", "",
               "Event-weighted; ± is the bootstrap standard deviation. KL and JS use the fixed binning stored in "
               "metrics.json (`binning`); they are undefined where negative event weights leave a bin "
@@ -285,6 +327,35 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", "## Plots", ""]
     for name, fs in r.get("plots", {}).items():
         png = [f for f in fs if f.endswith(".png")]
-        if png and name != "mass_peaks":
+        if png and name not in ("mass_peaks", "closure_pulls"):
             lines.append(f"![{name}]({png[0]})")
     return "\n".join(lines) + "\n"
+
+
+def closure_markdown(c: dict[str, Any], with_plot: bool) -> list[str]:
+    """The closure table (docs/design.md §6, "Closure")."""
+    fr, fp = closure.format_ratio, closure.format_p
+    sm = c["summary"]
+    lines = ["## Closure: the binned unfolded histogram against the truth of the same events", "",
+             f"{c['n_bins']} bins of equal truth content per observable (the outermost ones hold the draws beyond "
+             "the truth's range). **stat**: χ²/bin with the truth's Poisson variance Σ w² per bin (the sample's "
+             "statistical precision); below 1 for a perfect posterior, since unfolded and truth share the events. "
+             f"**total**: χ²/ndf with the covariance `lvd histogram` states (bootstrap, {c['bootstrap']} replicas, + "
+             "posterior spread of the K per-sample histograms); also below 1 for a perfect posterior, unless K is "
+             "small against the bins (that covariance then has rank ≤ K − 1 and the χ² is inflated). **paired**: "
+             "per-event differences d_i = c_i − 1[t_i ∈ b] with their own covariance; χ²/ndf ≈ 1 for a perfect "
+             "posterior at any K, the test to judge the model by. Pull: (unfolded − truth)/√(Σ w²) of the worst bin.",
+             "", "| observable | χ²/bin stat | p | χ²/ndf total | p | paired χ²/ndf | p | worst pull (bin) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for e in c["observables"].values():
+        s, t, pr, wb = e["chi2_stat"], e["chi2_total"], e["chi2_paired"], e["worst_bin"]
+        worst = "–" if wb is None else f"{wb['pull_stat']:+.2f} ({wb['bin']})"
+        lines.append(f"| {e['label']} | {fr(s['chi2_per_ndf'])} | {fp(s['p_value'])} | {fr(t['chi2_per_ndf'])} | "
+                     f"{fp(t['p_value'])} | {fr(pr['chi2_per_ndf'])} ({pr['ndf']}) | {fp(pr['p_value'])} | {worst} |")
+    lines += [""] + [f"- {what}: χ²/ndf ≤ 1.5 for {sm[test]['at_most_1.5']} of {sm['n_observables']}, ≤ 3 for "
+                     f"{sm[test]['at_most_3']}, median {fr(sm[test]['median'])}"
+                     for test, what in (("chi2_stat", "stat"), ("chi2_total", "total"), ("chi2_paired", "paired"))]
+    lines.append("")
+    if with_plot:
+        lines += ["![closure pulls](plots/closure_pulls.png)", ""]
+    return lines
