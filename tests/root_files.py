@@ -1,4 +1,5 @@
-"""Delphes- and NanoAOD-layout ROOT files written with uproot from lvd toy events whose truth is known.
+"""Delphes- and NanoAOD-layout ROOT files and SPANet-style HDF5 files written from lvd toy events whose
+truth is known, and a tree's branches read back and rewritten (changed) for the converters' fuzz test.
 
 Every event carries a generator record with the features a real one has: beams, t/t̄ and W copies (the
 truth is the last copy), a gluon radiated off the top and a photon off a W daughter (neither is a decay
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import awkward as ak
+import h5py
 import numpy as np
 import uproot
 
@@ -241,3 +243,68 @@ def write_nanoaod(path, data: EventData, plan: Plan, seed: int = 0) -> None:
     with uproot.recreate(path) as f:  # a TTree (assigning a dict would write an RNTuple)
         f.mktree("Events", {k: v.type.content if isinstance(v, ak.Array) else v.dtype for k, v in branches.items()})
         f["Events"].extend(branches)
+
+
+# --- SPANet-style HDF5 -------------------------------------------------------------------------------
+
+SPANET_NAMES = {"b_lep": "lt/b", "lepton": "lt/l", "neutrino": "lt/nu", "b_had": "ht/b", "q1": "ht/q1", "q2": "ht/q2"}
+SPANET_FLAGS = ["--source-group", "INPUTS/Momenta", "--names", "is_electron=etag,is_muon=utag,charge=qtag,met=MET",
+                "--particles", ",".join(f"{k}={v}" for k, v in SPANET_NAMES.items())]
+
+
+def write_spanet(path, data: EventData, names: dict[str, str] = SPANET_NAMES) -> None:
+    """The toy events in a SPANet-style layout: INPUTS/Momenta with sin/cos φ and tags, truth under lt/ and ht/
+    (read with :data:`SPANET_FLAGS`)."""
+    src = data.source
+    with h5py.File(path, "w") as f:
+        g = f.create_group("INPUTS/Momenta")
+        g["MASK"] = data.mask
+        for k in ("pt", "eta", "mass", "btag"):
+            g[k] = src[k]
+        g["sin_phi"], g["cos_phi"] = np.sin(src["phi"]), np.cos(src["phi"])
+        g["etag"], g["utag"], g["qtag"] = src["is_electron"], src["is_muon"], src["charge"]
+        m = f.create_group("INPUTS/Met")
+        m["MET"] = data.met["met"]
+        m["sin_phi"], m["cos_phi"] = np.sin(data.met["phi"]), np.cos(data.met["phi"])
+        for particle, sub in names.items():
+            for k in ("pt", "eta", "phi", "mass", "pdgid"):
+                f[f"TRUTH/{sub}/{k}"] = data.truth[particle][k]
+
+
+# --- reading a tree back and rewriting it ---------------------------------------------------------------
+
+# how the writers above name a collection's members: Delphes "Jet.PT" with counter "Jet_size", NanoAOD
+# "Jet_pt" with counter "nJet"
+STYLES = {"Delphes": (".", lambda c: f"{c}_size"), "Events": ("_", lambda c: f"n{c}")}
+
+
+def read_tree(path, tree: str) -> dict[str, ak.Array]:
+    """Every branch but the counters, by name."""
+    with uproot.open(path) as f:
+        t = f[tree]
+        counters = {b.count_branch.name for b in t.values() if b.count_branch is not None}
+        return {k: t[k].array(library="ak") for k in t.keys() if k not in counters}
+
+
+def write_tree(path, tree: str, branches: dict[str, ak.Array]) -> None:
+    """``branches`` as a tree of the writers' layout: members of one collection share a counter as long as
+    their multiplicities agree (else each gets its own); an empty dict or zero entries give an empty tree."""
+    sep, counter = STYLES[tree]
+    groups: dict[str, dict[str, ak.Array]] = {}
+    out: dict[str, ak.Array] = {}
+    for name, a in branches.items():
+        if a.ndim > 1 and sep in name:
+            coll, member = name.split(sep, 1)
+            groups.setdefault(coll, {})[member] = a
+        else:
+            out[name] = a
+    for coll, members in groups.items():
+        try:
+            out[coll] = ak.zip(members)
+        except ValueError:  # unequal multiplicities: written apart
+            out.update({f"{coll}{sep}{m}": a for m, a in members.items()})
+    with uproot.recreate(path) as f:
+        f.mktree(tree, {k: a.type.content for k, a in out.items()}, counter_name=counter,
+                 field_name=lambda outer, inner: f"{outer}{sep}{inner}")
+        if out and len(next(iter(out.values()))):
+            f[tree].extend(out)

@@ -182,39 +182,99 @@ def test_bad_inputs_are_one_line(toy, delphes_file, nanoaod_file, tmp_path, run_
         (("delphes", delphes_file, "--weight-branch", "Weight.Weight"), "no branch 'Weight.Weight'"),
         (("delphes", delphes_file, "--min-jets", "12"), "max_jets"),
         (("delphes", delphes_file, "--particles", "GenParticle"), "convert with --no-truth"),
+        (("delphes", delphes_file, "--chunk", "0"), "chunk size 0"),
         (("delphes", delphes_file, "--min-jets", "10", "--max-eta", "0.01"), "no event passed the selection"),
     ]
     for (kind, inp, *extra), needle in cases:
         out = tmp_path / "out.h5"
         code, _, err = run_cli("convert", kind, inp, out, *extra)
-        lines = err.strip().splitlines()
         assert code == 2 and needle in err, (kind, inp, err)
-        # one line, and nothing before it unless the whole file was read (the progress bar)
-        assert lines[-1].startswith("lvd: error:") and (len(lines) == 1 or "passed the selection" in lines[-1])
+        if "passed the selection" in needle:  # known only once the whole file is read: the bar is hidden
+            err = err.strip() + "\n"
+        assert err.count("\n") == 1 and err.startswith("lvd: error:"), err  # one line, no progress bar before it
         assert not out.exists()
 
 
-def _spanet_file(path, data, names):
-    """The toy events in a SPANet-style layout: INPUTS/Momenta with sin/cos φ and tags, truth under lt/ and ht/."""
-    src = data.source
-    with h5py.File(path, "w") as f:
-        g = f.create_group("INPUTS/Momenta")
-        g["MASK"] = data.mask
-        for k in ("pt", "eta", "mass", "btag"):
-            g[k] = src[k]
-        g["sin_phi"], g["cos_phi"] = np.sin(src["phi"]), np.cos(src["phi"])
-        g["etag"], g["utag"], g["qtag"] = src["is_electron"], src["is_muon"], src["charge"]
-        m = f.create_group("INPUTS/Met")
-        m["MET"] = data.met["met"]
-        m["sin_phi"], m["cos_phi"] = np.sin(data.met["phi"]), np.cos(data.met["phi"])
-        for particle, sub in names.items():
-            for k in ("pt", "eta", "phi", "mass", "pdgid"):
-                f[f"TRUTH/{sub}/{k}"] = data.truth[particle][k]
+def _changed(path, tree: str, dst, **changes):
+    """A copy of a tree with branches changed: ``changes`` maps branch (``.`` as ``__``) -> f(awkward array)."""
+    branches = rf.read_tree(path, tree)
+    for name, change in changes.items():
+        name = name.replace("__", ".")
+        branches[name] = change(branches[name])
+    rf.write_tree(dst, tree, branches)
+    return dst
 
 
-SPANET_NAMES = {"b_lep": "lt/b", "lepton": "lt/l", "neutrino": "lt/nu", "b_had": "ht/b", "q1": "ht/q1", "q2": "ht/q2"}
-SPANET_FLAGS = ["--source-group", "INPUTS/Momenta", "--names", "is_electron=etag,is_muon=utag,charge=qtag,met=MET",
-                "--particles", ",".join(f"{k}={v}" for k, v in SPANET_NAMES.items())]
+def _set(entry: int, value: float, first_only: bool = True):
+    """In entry ``entry``: the first object's value (every object's) set to ``value``."""
+    import awkward as ak
+
+    def change(a):
+        if a.ndim == 1:
+            v = np.array(a, np.float64)
+            v[entry] = value
+            return ak.Array(v)
+        counts, v = np.asarray(ak.num(a)), np.array(ak.flatten(a), np.float64)
+        start = int(np.cumsum(counts)[entry - 1]) if entry else 0
+        v[start: start + (1 if first_only else int(counts[entry]))] = value
+        return ak.unflatten(v, counts)
+    return change
+
+
+def test_nonfinite_met_and_weights_are_refused_before_reading(toy, delphes_file, nanoaod_file, tmp_path, run_cli):
+    """A NaN/inf MET or weight makes the event meaningless (or the sample's normalisation wrong): the file is
+    refused, naming branch and entry (counted from the file's start, whatever the chunk), before any bar."""
+    cases = [("delphes", _changed(delphes_file, "Delphes", tmp_path / "met.root", MissingET__MET=_set(1234, np.nan)),
+              "branch 'MissingET.MET' is NaN at entry 1234"),
+             ("delphes", _changed(delphes_file, "Delphes", tmp_path / "w.root", Event__Weight=_set(5, -np.inf)),
+              "branch 'Event.Weight' is -inf at entry 5"),
+             ("nanoaod", _changed(nanoaod_file, "Events", tmp_path / "phi.root", MET_phi=_set(1999, np.inf)),
+              "branch 'MET_phi' is inf at entry 1999"),
+             ("nanoaod", _changed(nanoaod_file, "Events", tmp_path / "gw.root", genWeight=_set(700, np.nan)),
+              "branch 'genWeight' is NaN at entry 700")]
+    for kind, inp, needle in cases:
+        out = tmp_path / "out" / "out.h5"
+        code, _, err = run_cli("convert", kind, inp, out, "--chunk", "600")
+        assert code == 2 and needle in err and str(inp) in err and err.count("\n") == 1, err
+        assert not out.parent.exists() or not list(out.parent.iterdir())
+
+
+def test_nonfinite_objects_and_truth_drop_the_event_and_are_counted(toy, delphes_file, nanoaod_file, tmp_path,
+                                                                    run_cli):
+    """A NaN/inf object or truth value drops its event (it fails the first cut), counted by branch and printed;
+    a NaN in an object the reader does not identify (NanoAOD: failing the ID) changes nothing."""
+    data, plan = toy
+    kept = np.flatnonzero(plan.kind == "")
+    a, b = int(kept[10]), int(kept[900])
+    inp = _changed(delphes_file, "Delphes", tmp_path / "d.root", Jet__PT=_set(a, np.nan),
+                   Particle__Eta=_set(b, np.inf, first_only=False), Jet__Eta=_set(b, np.nan))
+    code, _, err = run_cli("convert", "delphes", inp, tmp_path / "d.h5", "--chunk", "600")
+    assert code == 0, err
+    conv = read_events(tmp_path / "d.h5", require_truth=True)
+    keep = (plan.kind == "") & ~np.isin(np.arange(data.n_events), (a, b))
+    assert conv.n_events == keep.sum()
+    _check_truth(conv, data, keep)
+    expected = _expected_cutflow(plan)
+    dropped = {k: expected[k] - 2 for k in ("one_lepton", "min_jets", "min_btags")}  # they fail the first cut
+    assert conv.attrs["cutflow"] == {**expected, **dropped}
+    # an event counts once, under each branch it has a NaN/inf in
+    assert conv.attrs["dropped_nonfinite"] == {"events": 2, "branches": {"Jet.Eta": 1, "Jet.PT": 1, "Particle.Eta": 1}}
+    assert "dropped 2 events with NaN/inf values (Jet.Eta 1, Jet.PT 1, Particle.Eta 1)" in " ".join(err.split())
+
+    # NanoAOD: a NaN isolation of a muon passing the tight ID drops its event; a NaN of an electron failing
+    # the ID (the writer adds one, cutBased 1, to some events) does not
+    import awkward as ak
+
+    has_e = np.asarray(ak.num(rf.read_tree(nanoaod_file, "Events")["Electron_pt"])) > 0
+    muon_events = (plan.kind == "") & (data.source["is_muon"][:, 0] > 0.5)
+    loose, other = int(np.flatnonzero(muon_events & has_e)[2]), int(np.flatnonzero(muon_events & ~has_e)[3])
+    inp = _changed(nanoaod_file, "Events", tmp_path / "n.root", Electron_eta=_set(loose, np.nan),
+                   Muon_pfRelIso04_all=_set(other, np.nan))
+    code, _, err = run_cli("convert", "nanoaod", inp, tmp_path / "n.h5", "--no-truth")
+    assert code == 0, err
+    conv = read_events(tmp_path / "n.h5")
+    assert conv.attrs["dropped_nonfinite"] == {"events": 1, "branches": {"Muon_pfRelIso04_all": 1}}
+    assert conv.attrs["cutflow"]["generated"] == data.n_events
 
 
 def test_spanet_convert_and_direct_read(toy, tmp_path, run_cli):
@@ -223,11 +283,11 @@ def test_spanet_convert_and_direct_read(toy, tmp_path, run_cli):
 
     data, _ = toy
     spanet = tmp_path / "spanet.h5"
-    _spanet_file(spanet, data, SPANET_NAMES)
+    rf.write_spanet(spanet, data)
     code, _, err = run_cli("convert", "spanet", spanet, tmp_path / "bare.h5")
     assert code == 2 and "missing dataset INPUTS/Source/MASK" in err and err.strip().count("\n") == 0
 
-    code, _, err = run_cli("convert", "spanet", spanet, tmp_path / "lvd.h5", *SPANET_FLAGS, "--chunk", "700")
+    code, _, err = run_cli("convert", "spanet", spanet, tmp_path / "lvd.h5", *rf.SPANET_FLAGS, "--chunk", "700")
     assert code == 0, err
     conv = read_events(tmp_path / "lvd.h5", require_truth=True)
     for k in ("pt", "eta", "mass", "btag", "is_electron", "is_muon", "charge"):
@@ -242,10 +302,31 @@ def test_spanet_convert_and_direct_read(toy, tmp_path, run_cli):
     # the same names as training options: lvd train / unfold read the file as it is
     opts = config.load_options(None, ["data.source_group=INPUTS/Momenta",
                                       "data.feature_names=[is_electron=etag,is_muon=utag,charge=qtag,met=MET]",
-                                      "data.particle_names=[" + ",".join(f"{k}={v}" for k, v in SPANET_NAMES.items()) + "]"])
+                                      "data.particle_names=[" + ",".join(f"{k}={v}" for k, v in rf.SPANET_NAMES.items()) + "]"])
     direct = read_events(spanet, layout(opts.data), require_truth=True)
     np.testing.assert_array_equal(direct.source["is_muon"], data.source["is_muon"])
     np.testing.assert_array_equal(direct.truth["q1"]["eta"], data.truth["q1"]["eta"])
+
+
+def test_spanet_empty_file_and_padding(toy, tmp_path, run_cli):
+    """A file of no events is refused naming it (not the output), before any bar; whatever a file holds in its
+    padded objects (NaN here) is written as zeros."""
+    data, _ = toy
+    empty = tmp_path / "empty.h5"
+    rf.write_spanet(empty, data.take(slice(0, 0)))
+    code, _, err = run_cli("convert", "spanet", empty, tmp_path / "out" / "none.h5", *rf.SPANET_FLAGS)
+    assert code == 2 and err == f"lvd: error: {empty}: no events (INPUTS/Momenta/MASK has 0 rows)\n", err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+    padded = tmp_path / "padded.h5"
+    rf.write_spanet(padded, data)
+    event = int(np.argmin(data.mask[:, -1]))  # one with a padded last slot
+    with h5py.File(padded, "a") as f:
+        f["INPUTS/Momenta/pt"][event, -1] = np.nan
+    code, _, err = run_cli("convert", "spanet", padded, tmp_path / "padded_lvd.h5", *rf.SPANET_FLAGS)
+    assert code == 0, err
+    conv = read_events(tmp_path / "padded_lvd.h5")
+    assert conv.source["pt"][event, -1] == 0 and np.isfinite(conv.source["pt"]).all()
 
 
 def test_layout_names_are_checked():

@@ -5,6 +5,10 @@ Detector level: jets (``PT, Eta, Phi, Mass``; b-tagged when bit ``btag_bit`` of 
 and muons (``PT, Eta, Phi, Charge``; Delphes' output collections are already identified and isolated, and
 carry no mass: the PDG mass is used), ``MissingET.MET/Phi``. Truth: ``Particle.PID/M1/PT/Eta/Phi/Mass``
 (:mod:`lvd.data.readers.truth`). Weights: ``Event.Weight`` when present.
+
+NaN/inf (:mod:`lvd.data.readers.root`): in ``MissingET.MET/Phi`` or the weight it refuses the file, naming
+the branch and entry; in a jet's or lepton's ``PT/Eta/Phi/Mass/Charge`` or a truth particle's ``Particle.*``
+it drops the event, counted in ``attrs['dropped_nonfinite']``.
 """
 
 from __future__ import annotations
@@ -83,21 +87,41 @@ class DelphesSource:
             out += self.rec.values()
         return out + ([self.weight] if self.weight else [])
 
+    def scan(self, step: int, with_record: bool = True) -> None:
+        groups = self._groups(with_record)
+        root.check_types(self.tree, self.path, [b for group in groups for b in group], list(self._per_event()),
+                         integers=[self.jet["btag"], self.rec["pid"], self.rec["mother"]])
+        root.scan(self.tree, self.path, self._per_event(), groups, step)
+
+    def _per_event(self) -> dict[str, str]:
+        return root.must_be_finite(self.met.values(), self.weight)
+
+    def _groups(self, with_record: bool) -> list[list[str]]:
+        """Branches of equal multiplicity."""
+        groups = [list(self.jet.values()), list(self.lep[11].values()), list(self.lep[13].values())]
+        return groups + ([list(self.rec.values())] if self.has_record and with_record else [])
+
     def chunks(self, step: int, with_record: bool = True) -> Iterator[root.Chunk]:
-        for arrays in root.iterate(self.tree, self.path, self.branches(with_record), step):
-            jets = root.jagged(arrays, self.jet, self.path, {"btag": np.int64})
+        why = self._per_event()
+        for start, arrays in root.iterate(self.tree, self.path, self.branches(with_record), step):
+            jets = root.jagged(arrays, self.jet, self.path, {"btag": np.int64}, start)
             jets.fields["btag"] = ((jets["btag"] >> self.names.btag_bit) & 1).astype(bool)
-            leptons = Jagged.merge(*(self._leptons(arrays, flav) for flav in (11, 13)))
-            met = {k: root.first_of_each(arrays[b], self.path, b) for k, b in self.met.items()}
-            weights = root.first_of_each(arrays[self.weight], self.path, self.weight) if self.weight else None
+            electrons, muons = (self._leptons(arrays, flav, start) for flav in (11, 13))
+            met = {k: root.per_event_values(arrays, self.path, b, start, why[b]) for k, b in self.met.items()}
+            weights = (root.per_event_values(arrays, self.path, self.weight, start, why[self.weight])
+                       if self.weight else None)
             record = None
             if self.has_record and with_record:
-                r = root.jagged(arrays, self.rec, self.path, {"pid": np.int64, "mother": np.int64})
-                record = truth.Record(r.counts, r["pid"], r["mother"], r["pt"], r["eta"], r["phi"], r["mass"])
-            yield root.Chunk(jets=jets, leptons=leptons, met=met, weights=weights, record=record)
+                r = root.jagged(arrays, self.rec, self.path, {"pid": np.int64, "mother": np.int64}, start)
+                record = truth.Record(r.counts, r["pid"], r["mother"], r["pt"], r["eta"], r["phi"], r["mass"],
+                                      branches=self.rec)
+            nonfinite = (root.nonfinite(jets, self.jet) | root.nonfinite(electrons, self.lep[11])
+                         | root.nonfinite(muons, self.lep[13]))
+            yield root.Chunk(jets=jets, leptons=Jagged.merge(electrons, muons), met=met, weights=weights,
+                             record=record, nonfinite=nonfinite)
 
-    def _leptons(self, arrays: dict[str, Any], flavour: int) -> Jagged:
-        lep = root.jagged(arrays, self.lep[flavour], self.path)
+    def _leptons(self, arrays: dict[str, Any], flavour: int, start: int) -> Jagged:
+        lep = root.jagged(arrays, self.lep[flavour], self.path, start=start)
         lep.fields["flavour"] = np.full(len(lep["pt"]), flavour)
         lep.fields["mass"] = np.full(len(lep["pt"]), physics.PDG_MASS[flavour])
         return lep

@@ -7,6 +7,12 @@ muons with ``Muon_tightId`` and ``Muon_pfRelIso04_all < muon_iso``; ``<met>_pt/p
 clustered from every particle, the lepton included: jets within ΔR 0.4 of the selected lepton are dropped
 (:attr:`Cuts.lepton_jet_dr`). Truth: ``GenPart_pdgId/genPartIdxMother/pt/eta/phi/mass``; NanoAOD stores no
 mass for light quarks and leptons (0 in the file, and so in the truth).
+
+NaN/inf (:mod:`lvd.data.readers.root`): in ``<met>_pt/phi`` or the weight it refuses the file, naming the
+branch and entry; in a float value of an object passing the integer IDs (jet ID, electron ``cutBased``,
+muon ``tightId``): ``pt, eta, phi, mass``, the b-tag discriminant, the muon isolation, or in a truth
+particle's ``GenPart_*`` it drops the event, counted in ``attrs['dropped_nonfinite']``. Objects failing
+those IDs are never seen, so their values do not matter.
 """
 
 from __future__ import annotations
@@ -92,29 +98,54 @@ class NanoSource:
             out += self.rec.values()
         return list(dict.fromkeys(out + ([self.weight] if self.weight else [])))
 
+    def scan(self, step: int, with_record: bool = True) -> None:
+        groups = self._groups(with_record)
+        integers = [self.jet.get("jet_id"), self.electron.get("id"), self.muon.get("id"), self.rec["pid"],
+                    self.rec["mother"]]
+        root.check_types(self.tree, self.path, [b for group in groups for b in group], list(self._per_event()),
+                         integers=[b for b in integers if b])
+        root.scan(self.tree, self.path, self._per_event(), groups, step)
+
+    def _per_event(self) -> dict[str, str]:
+        return root.must_be_finite(self.met.values(), self.weight)
+
+    def _groups(self, with_record: bool) -> list[list[str]]:
+        """Branches of equal multiplicity."""
+        groups = [list(self.jet.values()), list(self.electron.values()), list(self.muon.values())]
+        return groups + ([list(self.rec.values())] if self.has_record and with_record else [])
+
     def chunks(self, step: int, with_record: bool = True) -> Iterator[root.Chunk]:
-        for arrays in root.iterate(self.tree, self.path, self.branches(with_record), step):
-            jets = root.jagged(arrays, self.jet, self.path, {"jet_id": np.int64})
+        why = self._per_event()
+        for start, arrays in root.iterate(self.tree, self.path, self.branches(with_record), step):
+            jets, electrons, muons = self._identified(arrays, start)
+            # a NaN/inf value of an identified object drops the event; then the float cuts apply
+            nonfinite = (root.nonfinite(jets, self.jet) | root.nonfinite(electrons, self.electron)
+                         | root.nonfinite(muons, self.muon))
             jets.fields["btag"] = jets["btag"] > self.names.btag_wp
-            if "jet_id" in jets.fields:
-                jets = jets.where(((jets.fields.pop("jet_id") >> self.names.jet_id_bit) & 1).astype(bool))
-            electrons = root.jagged(arrays, self.electron, self.path)
-            if "id" in electrons.fields:
-                electrons = electrons.where(electrons.fields.pop("id") >= self.names.electron_id)
-            muons = root.jagged(arrays, self.muon, self.path)
-            ok = np.ones(len(muons["pt"]), bool)
-            if "id" in muons.fields:
-                ok &= muons.fields.pop("id") > 0
             if "iso" in muons.fields:
-                ok &= muons.fields.pop("iso") < self.names.muon_iso
-            muons = muons.where(ok)
+                muons = muons.where(muons.fields.pop("iso") < self.names.muon_iso)
             for lep, flavour in ((electrons, 11), (muons, 13)):
                 lep.fields["flavour"] = np.full(len(lep["pt"]), flavour)
-            met = {k: root.first_of_each(arrays[b], self.path, b) for k, b in self.met.items()}
-            weights = root.first_of_each(arrays[self.weight], self.path, self.weight) if self.weight else None
+            met = {k: root.per_event_values(arrays, self.path, b, start, why[b]) for k, b in self.met.items()}
+            weights = (root.per_event_values(arrays, self.path, self.weight, start, why[self.weight])
+                       if self.weight else None)
             record = None
             if self.has_record and with_record:
-                r = root.jagged(arrays, self.rec, self.path, {"pid": np.int64, "mother": np.int64})
-                record = truth.Record(r.counts, r["pid"], r["mother"], r["pt"], r["eta"], r["phi"], r["mass"])
+                r = root.jagged(arrays, self.rec, self.path, {"pid": np.int64, "mother": np.int64}, start)
+                record = truth.Record(r.counts, r["pid"], r["mother"], r["pt"], r["eta"], r["phi"], r["mass"],
+                                      branches=self.rec)
             yield root.Chunk(jets=jets, leptons=Jagged.merge(electrons, muons), met=met, weights=weights,
-                             record=record)
+                             record=record, nonfinite=nonfinite)
+
+    def _identified(self, arrays: dict[str, Any], start: int) -> tuple[Jagged, Jagged, Jagged]:
+        """Jets, electrons and muons passing the integer IDs (jet ID bit, cutBased, tightId)."""
+        jets = root.jagged(arrays, self.jet, self.path, {"jet_id": np.int64}, start)
+        if "jet_id" in jets.fields:
+            jets = jets.where(((jets.fields.pop("jet_id") >> self.names.jet_id_bit) & 1).astype(bool))
+        electrons = root.jagged(arrays, self.electron, self.path, {"id": np.int64}, start)
+        if "id" in electrons.fields:
+            electrons = electrons.where(electrons.fields.pop("id") >= self.names.electron_id)
+        muons = root.jagged(arrays, self.muon, self.path, {"id": np.int64}, start)
+        if "id" in muons.fields:
+            muons = muons.where(muons.fields.pop("id") > 0)
+        return jets, electrons, muons

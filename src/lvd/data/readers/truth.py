@@ -10,14 +10,16 @@ Rules (the same for Delphes' ``Particle`` and NanoAOD's ``GenPart``):
 * a W decays leptonically to (e, ν_e) or (μ, ν_μ), hadronically to two quarks, or to (τ, ν_τ); an event
   is kept when one W of the tt̄ pair decays to e/μ and the other to quarks; τ, di-leptonic, all-hadronic
   events and records without a well-formed tt̄ chain are counted by :data:`CATEGORIES` and skipped;
-* q1 is the harder (larger pT) of the hadronic W's quarks.
+* q1 is the harder (larger pT) of the hadronic W's quarks;
+* a NaN/inf truth value is reported by :func:`nonfinite` (the caller drops the event); elsewhere in the record
+  it is harmless (a beam's η, say).
 
 Only mother links are needed (NanoAOD stores no daughters); everything is vectorised over a chunk of events.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,7 +38,7 @@ class Record:
     """Generator particles of n events, flattened in event order.
 
     ``counts [n]``; ``pid, mother [total]`` (mother: index within the event, negative for none);
-    ``pt, eta, phi, mass [total]``.
+    ``pt, eta, phi, mass [total]``; ``branches``: feature -> the file's branch, for the messages.
     """
 
     counts: np.ndarray
@@ -46,6 +48,7 @@ class Record:
     eta: np.ndarray
     phi: np.ndarray
     mass: np.ndarray
+    branches: dict[str, str] = field(default_factory=dict)
 
 
 def extract(rec: Record) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray]:
@@ -105,11 +108,22 @@ def extract(rec: Record) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray]:
     q1, q2 = np.where(harder, h0, h1), np.where(harder, h1, h0)
     index = dict(b_lep=b_lep, lepton=lepton, neutrino=neutrino, b_had=b_had, q1=q1, q2=q2,
                  W_lep=w_lep, W_had=w_had, t_lep=t_lep, t_had=t_had)
-    truth = {p: {"pt": rec.pt[g].astype(np.float32), "eta": rec.eta[g].astype(np.float32),
-                 "phi": rec.phi[g].astype(np.float32), "mass": rec.mass[g].astype(np.float32),
-                 "pdgid": pid[g].astype(np.int32)}
-             for p, g in index.items()}
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf, which nonfinite() reports
+        truth = {p: {"pt": rec.pt[g].astype(np.float32), "eta": rec.eta[g].astype(np.float32),
+                     "phi": rec.phi[g].astype(np.float32), "mass": rec.mass[g].astype(np.float32),
+                     "pdgid": pid[g].astype(np.int32)}
+                 for p, g in index.items()}
     return truth, category
+
+
+def nonfinite(truth: dict[str, dict[str, np.ndarray]], branches: dict[str, str]) -> dict[str, np.ndarray]:
+    """Record branch (``branches``: feature -> branch) -> ``[n]`` events with a NaN/inf truth value from it."""
+    out = {}
+    for f in ("pt", "eta", "phi", "mass"):
+        bad = np.logical_or.reduce([~np.isfinite(feats[f]) for feats in truth.values()])
+        if bad.any():
+            out[branches.get(f, f)] = bad
+    return out
 
 
 def _chain_roots(parent: np.ndarray) -> np.ndarray:
