@@ -44,9 +44,15 @@ def _run_root(source, out: Path, cuts, no_truth: bool, chunk: int, what: str) ->
     from lvd.cli.progress import console, progress_bar
     from lvd.data.readers import root
 
-    root.require_record(source, not no_truth)  # before the progress bar: a refusal stays one line
+    # every refusal that needs no pass over the objects comes before the progress bar: it stays one line
+    root.prepare(source, out, with_truth=not no_truth, step=chunk)
     with progress_bar(source.n_entries, f"{what} → lvd") as advance:
-        attrs = root.convert(source, out, cuts, with_truth=not no_truth, step=chunk, on_progress=advance)
+        try:
+            attrs = root.convert(source, out, cuts, with_truth=not no_truth, step=chunk, on_progress=advance,
+                                 prepared=True)
+        except LvdError:  # a late refusal (damaged basket, nothing selected): hide the bar, one line is left
+            advance(0, visible=False)
+            raise
     cf = attrs["cutflow"]
     text = (f"wrote {out}: {attrs['n_events']:,} events of {attrs['n_read']:,} read; selection "
             f"{cf['min_btags']:,}/{cf['generated']:,} = {cf['min_btags'] / max(cf['generated'], 1):.3f}")
@@ -54,6 +60,10 @@ def _run_root(source, out: Path, cuts, no_truth: bool, chunk: int, what: str) ->
         skipped = {k: v for k, v in attrs["truth_cutflow"].items() if k not in ("read", "semileptonic") and v}
         if skipped:
             text += "; skipped (no semi-leptonic e/μ tt̄ chain): " + ", ".join(f"{k} {v:,}" for k, v in skipped.items())
+    dropped = attrs["dropped_nonfinite"]
+    if dropped["events"]:
+        text += (f"; dropped {dropped['events']:,} events with NaN/inf values ("
+                 + ", ".join(f"{k} {v:,}" for k, v in dropped["branches"].items()) + ")")
     console.print(text)
 
 
@@ -135,7 +145,7 @@ def convert_spanet(
 
     from lvd.cli.progress import console, progress_bar
     from lvd.data.readers import spanet
-    from lvd.data.schema import DEFAULT_LAYOUT, count_events
+    from lvd.data.schema import DEFAULT_LAYOUT
 
     base = DEFAULT_LAYOUT
     if options is not None:
@@ -147,8 +157,14 @@ def convert_spanet(
              "source_features": _tuple(source_features), "met_features": _tuple(met_features),
              "feature_names": _tuple(names), "particle_names": _tuple(particles)}
     lay = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
-    with progress_bar(count_events(inp, lay), "spanet → lvd") as advance:
-        attrs = spanet.convert(inp, out, lay, with_truth=not no_truth, step=chunk, on_progress=advance)
+    # every refusal that needs no pass over the values comes before the progress bar: it stays one line
+    n = spanet.prepare(inp, out, lay, with_truth=not no_truth, step=chunk)
+    with progress_bar(n, "spanet → lvd") as advance:
+        try:
+            attrs = spanet.convert(inp, out, lay, with_truth=not no_truth, step=chunk, on_progress=advance)
+        except LvdError:  # a late refusal (NaN in a later chunk): hide the bar, one line is left
+            advance(0, visible=False)
+            raise
     console.print(f"wrote {out}: {attrs['n_events']:,} events, object features {', '.join(lay.source_features)}"
                   + ("" if no_truth else ", with truth"))
 
@@ -168,6 +184,8 @@ def histogram_cmd(
     import numpy as np
 
     from lvd.cli.progress import console
+    from lvd.evaluation.closure import histogram_closure
+    from lvd.evaluation.closure import summary_line as closure_line
     from lvd.evaluation.histogram import Spec, histogram_file, load_specs, parse_edges
     from lvd.evaluation.publish import write_all
 
@@ -179,16 +197,20 @@ def histogram_cmd(
     if not specs:
         raise LvdError("nothing to histogram: give --observable NAME --bins EDGES, or --config FILE.yaml")
     if bootstrap == 1:
-        raise LvdError("--bootstrap 1: a covariance needs at least 2 replicas (or 0 for none)")
+        raise LvdError("--bootstrap 1: a covariance needs at least 2 replicas")
     out = out or unfolded.with_name(unfolded.stem + "_histograms")
     with console.status("histogramming"):
         results, summary = histogram_file(unfolded, specs, n_boot=bootstrap, seed=seed, density=density)
+        if summary["has_truth"]:  # closure against the file's own truth, in the user's binning
+            summary["closure"] = histogram_closure(results)
         summary = write_all(results, summary, out, tuple(f.strip() for f in formats.split(",") if f.strip()))
     for r in results:
         filled = r.unfolded.values != 0
         rel = r.unfolded.error("total")[filled] / np.abs(r.unfolded.values[filled])
         console.print(f"{r.spec.name}: {len(r.spec.edges) - 1} bins ({filled.sum()} filled), relative total "
                       f"uncertainty {rel.min() if filled.any() else np.nan:.3g}–{rel.max() if filled.any() else np.nan:.3g}")
+        if r.spec.name in summary.get("closure", {}):
+            console.print(f"  {closure_line(summary['closure'][r.spec.name])}")
     hepdata = "" if "hepdata_valid" not in summary else f"; HEPData submission valid: {summary['hepdata_valid']}"
     console.print(f"written to {out}: " + ", ".join(summary["files"]) + hepdata)
 
