@@ -86,3 +86,28 @@ def toy_for_readme(tiny_file):
 
     data = read_events(tiny_file, require_truth=True)
     return data, rf.make_plan(data.n_events, seed=3)
+
+
+def test_every_module_the_readme_layout_names_exists():
+    """The README's layout block names folders and, within them, files: each must exist where it says."""
+    import re
+
+    text = README.read_text()
+    start = text.index("## Layout")
+    block = text[text.index("```", start) + 3:text.index("```", text.index("```", start) + 3)]
+    root = README.parent
+    folder, named = None, 0
+    for line in block.splitlines():
+        head = line.split()[0] if line.strip() and not line.startswith(" ") else None
+        if head is not None:
+            assert (root / head).exists(), head
+            folder = root / head if (root / head).is_dir() else (root / head).parent
+            named += 1
+        described = line[len(head):] if head is not None else line
+        for name in re.findall(r"([\w/]+\.(?:py|sh))", described):
+            candidates = [folder / name, *(p / name for p in folder.iterdir() if p.is_dir())]
+            assert any(c.exists() for c in candidates), f"{name} (under {folder.relative_to(root)})"
+            named += 1
+        for sub in re.findall(r"\b(\w+)/(?=[\s,)]|$)", described):
+            assert (folder / sub).is_dir() or (folder.parent / sub).is_dir(), f"{sub}/ (near {folder.relative_to(root)})"
+    assert named > 20, named  # the block was found and read

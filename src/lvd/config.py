@@ -214,7 +214,8 @@ def preset(name: str) -> Options:
 
 
 def paper() -> Options:
-    """The paper's options, stage 1 of the two-stage recipe (``options/train.yaml``: the schema's defaults)."""
+    """Stage 1 of the paper's two-stage recipe at the paper's size (``options/train.yaml``: the schema's defaults
+    with the ``ttbar_chain`` representation and the settings its YAML states)."""
     return preset("train")
 
 
