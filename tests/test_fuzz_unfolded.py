@@ -22,8 +22,7 @@ import numpy as np
 import pytest
 
 from lvd import physics
-from lvd.data.generate.top_mass import PRIOR_ATTR
-from lvd.data.prior import PRIOR_HISTOGRAMS_ATTR, truth_histograms
+from lvd.data.prior import PRIOR_ATTR, PRIOR_HISTOGRAMS_ATTR, truth_histograms
 from lvd.data.schema import read_events, write_events
 
 FEATURES = ("pt", "eta", "phi", "mass")

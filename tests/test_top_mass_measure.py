@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from lvd import decay_chain
-from lvd.data.generate.top_mass import PRIOR_ATTR, top_width
+from lvd.data.generate.top_mass import top_width
+from lvd.data.prior import PRIOR_ATTR
 from lvd.data.schema import EventData, write_events
 from lvd.evaluation.top_mass import Calibration, breit_wigner, extract, measure
 from lvd.sampling.unfold import daughters_to_particles

@@ -1,4 +1,5 @@
-"""What a model learns as its prior: histograms of its training truth, stored with every checkpoint.
+"""What a model learns as its prior: histograms of its training truth and its top masses, stored with every
+checkpoint and copied into every unfolded file.
 
 A generative unfolding returns ``p(parton | detector)`` under the training sample's distribution of partons,
 the *prior*. Knowing it lets a user remove it afterwards: :mod:`lvd.evaluation.reweight` reweights the
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lvd import physics
+from lvd.data.generate.top_mass import top_width
 
 PRIOR_HISTOGRAMS_ATTR = "training_truth_histograms"  # unfolded-file attribute (JSON) holding them
 N_BINS = 64
@@ -46,3 +48,21 @@ def truth_histograms(data, weights: np.ndarray | None = None) -> dict[str, dict[
         counts = np.bincount(bin_index(v, edges), w, N_BINS)
         out[name] = {"edges": edges.round(6).tolist(), "counts": counts.round(6).tolist()}
     return out
+
+
+PRIOR_ATTR = "training_top_mass_prior"  # unfolded-file attribute (JSON): the model's training prior, as below
+
+
+def training_prior(data) -> dict[str, Any]:
+    """The per-event top masses and widths of a training sample (up to 2048 of them, evenly picked): what a
+    model trained on it takes as the prior of the top masses. Files without ``GENERATOR`` give their stated
+    fixed mass, else the nominal one."""
+    gen = getattr(data, "generator", None)
+    if gen is not None and "top_mass" in gen:
+        pick = np.unique(np.linspace(0, len(gen["top_mass"]) - 1, min(2048, len(gen["top_mass"]))).astype(int))
+        mass = np.asarray(gen["top_mass"], np.float64)[pick]
+        width = np.asarray(gen.get("top_width", top_width(mass)), np.float64)[pick]
+        return {"mass": mass.round(4).tolist(), "width": width.round(5).tolist(), "source": "GENERATOR"}
+    mass = float(data.attrs.get("top_mass", physics.M_TOP))
+    return {"mass": [mass], "width": [float(top_width(mass))],
+            "source": "file attribute top_mass" if "top_mass" in data.attrs else "assumed nominal"}

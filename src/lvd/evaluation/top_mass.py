@@ -48,7 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lvd import config
-from lvd.data.generate.top_mass import PRIOR_ATTR, top_width
+from lvd.data.generate.top_mass import top_width
+from lvd.data.prior import PRIOR_ATTR
 from lvd.data.unfolded import (
     mass_prior,
     number_attr,

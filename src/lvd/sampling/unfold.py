@@ -29,9 +29,8 @@ from jax.sharding import PartitionSpec as P
 
 from lvd import config, distributed, physics
 from lvd.config import Options, SampleOptions
-from lvd.data.generate.top_mass import PRIOR_ATTR
 from lvd.data.merge import merge_files
-from lvd.data.prior import PRIOR_HISTOGRAMS_ATTR
+from lvd.data.prior import PRIOR_ATTR, PRIOR_HISTOGRAMS_ATTR
 from lvd.data.representation import Arrays, raw_arrays
 from lvd.data.schema import EventData, EventWriter, FileLayout, count_events, read_events
 from lvd.data.vectors import to_awkward

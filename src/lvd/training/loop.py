@@ -26,9 +26,8 @@ from jax.sharding import PartitionSpec as P
 from lvd import config, distributed, physics
 from lvd.config import Options
 from lvd.data.dataset import read_training_events
-from lvd.data.generate.top_mass import training_prior
 from lvd.data.loader import Loader, split_indices
-from lvd.data.prior import truth_histograms
+from lvd.data.prior import training_prior, truth_histograms
 from lvd.data.representation import Normalizer, raw_arrays
 from lvd.distributed import make_mesh
 from lvd.errors import CheckpointError, TrainingError

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -117,21 +116,3 @@ class TopMass:
                      else {"top_mass_range": [self.lo, self.hi]})
         out["top_width_rule"] = WIDTH_RULE if self.width is None else f"fixed: {self.width:g} GeV"
         return out
-
-
-PRIOR_ATTR = "training_top_mass_prior"  # unfolded-file attribute (JSON): the model's training prior, as below
-
-
-def training_prior(data) -> dict[str, Any]:
-    """The per-event top masses and widths of a training sample (up to 2048 of them, evenly picked): what a
-    model trained on it takes as the prior of the top masses. Files without ``GENERATOR`` give their stated
-    fixed mass, else the nominal one."""
-    gen = getattr(data, "generator", None)
-    if gen is not None and "top_mass" in gen:
-        pick = np.unique(np.linspace(0, len(gen["top_mass"]) - 1, min(2048, len(gen["top_mass"]))).astype(int))
-        mass = np.asarray(gen["top_mass"], np.float64)[pick]
-        width = np.asarray(gen.get("top_width", top_width(mass)), np.float64)[pick]
-        return {"mass": mass.round(4).tolist(), "width": width.round(5).tolist(), "source": "GENERATOR"}
-    mass = float(data.attrs.get("top_mass", physics.M_TOP))
-    return {"mass": [mass], "width": [float(top_width(mass))],
-            "source": "file attribute top_mass" if "top_mass" in data.attrs else "assumed nominal"}
