@@ -20,7 +20,7 @@ LAYERS = {
     "lvd.models": 2,
     "lvd.training": 3,
     "lvd.sampling": 4,
-    "lvd.evaluation": 5, "lvd.benchmark": 5,
+    "lvd.evaluation": 5, "lvd.speed": 5,
     "lvd.cli": 6, "lvd": 6,  # the package root is the Python API's front door
 }
 NAMES = ["physics/config", "data", "models", "training", "sampling", "evaluation", "cli"]

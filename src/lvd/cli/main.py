@@ -387,7 +387,7 @@ def bench_cmd(
 
     from rich.table import Table
 
-    from lvd import benchmark, config
+    from lvd import config, speed
     from lvd.cli.progress import console
 
     opts = config.load_options(options, overrides or [])
@@ -398,8 +398,8 @@ def bench_cmd(
             raise LvdError(f"--sampler {item!r}: expected SAMPLER:STEPS, e.g. dpm++:20")
         samplers.append((name, int(n)))
     with console.status("benchmarking") as status:
-        r = benchmark.run(opts, options, n_events=events, train_steps=steps, samplers=tuple(samplers),
-                          say=lambda s: status.update(f"benchmarking: {s}"))
+        r = speed.run(opts, options, n_events=events, train_steps=steps, samplers=tuple(samplers),
+                      say=lambda s: status.update(f"benchmarking: {s}"))
     t = Table(title="lvd bench", title_justify="left")
     t.add_column("quantity")
     t.add_column("value", justify="right")
