@@ -1,4 +1,4 @@
-"""The embedded toy generator against Pythia 8 + FastJet with the same detector model (issue 2).
+"""The embedded toy generator against Pythia 8 + FastJet with the same detector model: is the toy a fair stand-in?
 
     lvd generate pythia pythia.h5 -e 3000 --seed 7 -j 2
     lvd generate toy toy.h5 -e 20000 --seed 7
