@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tolerance import tolerance
 
 from lvd.training import checkpoint as ckpt
 
 HERE = Path(__file__).parent
+# float32 roundings on a sample's dependency path, at the samples' scale: a few sampler steps, ~4 each
+SAMPLE_OPS = 16
 
 
 def _env(devices: int) -> dict:
@@ -31,10 +34,12 @@ def test_four_devices_equal_one(tiny_file, tiny_run):
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(next(line for line in r.stdout.splitlines() if line.startswith("RESULT "))[7:])
     assert out["batch_shards_1"] == 1 and out["batch_shards_4"] == 4
-    np.testing.assert_allclose(out["losses_4"], out["losses_1"], rtol=1e-5)
-    assert out["grad_max_abs_diff_over_scale"] < 1e-5
+    # one batch summed in 4 shards or in 1: float32 reductions in another order. Measured (train.seed 0-2): losses
+    # ≤ 1.3 ε relative, gradients ≤ 1e-10 of their largest, samples ≤ 2.6 ε of their largest (4 sampler steps)
+    np.testing.assert_allclose(out["losses_4"], out["losses_1"], rtol=tolerance(np.float32, ops=8))
+    assert out["grad_max_abs_diff_over_scale"] < tolerance(np.float32, ops=8)
     assert out["param_max_abs_diff"] <= 2.5 * out["learning_rate"]
-    assert out["unfold_max_abs_diff"] <= 1e-4 * max(out["unfold_scale"], 1.0)
+    assert out["unfold_max_abs_diff"] <= tolerance(np.float32, ops=SAMPLE_OPS, scale=max(out["unfold_scale"], 1.0))
 
 
 def _free_port() -> int:
@@ -87,4 +92,7 @@ def test_two_processes_unfold_like_one(tiny_file, tiny_run, tmp_path):
     unfold_file(tiny_run, tiny_file, out1, samples=2, steps=3, sampler="ancestral")
     a, b = read_events(out1), read_events(out2)
     assert a.n_events == b.n_events and not list(tmp_path.glob("u2.part-*"))
-    np.testing.assert_allclose(b.unfolded["b_had"]["pt"], a.unfolded["b_had"]["pt"], rtol=1e-4, atol=1e-3)
+    # measured bit-equal on CPU; batches of other sizes round differently (see test_four_devices_equal_one)
+    a_pt = a.unfolded["b_had"]["pt"]
+    np.testing.assert_allclose(b.unfolded["b_had"]["pt"], a_pt, rtol=0,
+                               atol=tolerance(np.float32, ops=SAMPLE_OPS, scale=np.abs(a_pt).max()))

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from tolerance import tolerance
 
 pytest.importorskip("pythia8mc", reason="the [generate] extra (pythia8mc) is not installed")
 pytest.importorskip("fastjet", reason="the [generate] extra (fastjet) is not installed")
@@ -176,7 +177,8 @@ def test_mass_range_draws_one_mass_per_batch_reproducibly(tmp_path):
     assert 169.0 <= m.min() and m.max() <= 176.0
     # one mass per batch: constant runs of events, several batches in 60 events of ~20 % selection efficiency
     assert len(np.unique(m)) >= 2 and np.count_nonzero(np.diff(m)) == len(np.unique(m)) - 1
-    np.testing.assert_allclose(data.generator["top_width"], top_width(m.astype(np.float64)), rtol=1e-6)
+    # float32 storage of the mass (ε/2, ×3.5 through Γ ∝ ~m^3.5) and of the width (ε/2): 2.25 ε at most
+    np.testing.assert_allclose(data.generator["top_width"], top_width(m.astype(np.float64)), rtol=tolerance(np.float32, ops=3))
     # the event record's tops sit at their batch's mass
     diff = np.concatenate([data.truth[t]["mass"] - m for t in ("t_lep", "t_had")])
     q25, q75 = np.quantile(diff, [0.25, 0.75])

@@ -4,6 +4,7 @@ import h5py
 import numpy as np
 import pytest
 from scipy import integrate
+from tolerance import tolerance
 
 from lvd import physics
 from lvd.data.generate import toy
@@ -56,10 +57,16 @@ def test_conservation_survives_the_file(toy_file):
     for top, parts in (("t_lep", ("b_lep", "lepton", "neutrino")), ("t_had", ("b_had", "q1", "q2")),
                        ("W_lep", ("lepton", "neutrino")), ("W_had", ("q1", "q2"))):
         total = sum(p[x] for x in parts)
+        # float32 storage rounds pT, η, φ, m by ε/2 each; η's rounding moves a momentum by up to |η| of that.
+        # Measured (3 files of 8000 events): four-vectors ≤ 1.6 ε·(1 + |η|), masses ≤ 2.6 ε·(1 + |η|) relative,
+        # |η| the largest of the system; a daughter missing from the sum is off by O(1).
+        eta = np.max([np.abs(data.truth[x]["eta"]) for x in (*parts, top)], axis=0)
+        bound = tolerance(np.float32, ops=4, scale=1 + eta.astype(np.float64))
         rel = np.abs(total - p[top]).max(axis=1) / p[top][:, 3]
-        assert rel.max() < 1e-4, (top, rel.max())
-        # the masses too: 1e-4 relative
-        np.testing.assert_allclose(physics.mass(total), data.truth[top]["mass"], rtol=1e-4)
+        assert (rel < bound).all(), (top, (rel / bound).max())
+        # the masses too
+        m = data.truth[top]["mass"].astype(np.float64)
+        assert (np.abs(physics.mass(total) - m) < bound * m).all(), top
 
 
 def test_masses_are_breit_wigner_at_configured_values(internals):
