@@ -206,20 +206,18 @@ def train_cmd(
     start_batch: Annotated[int | None, typer.Option("--start-batch", help="Accepted for the original code's convention; resuming is exact from the checkpoint's step.")] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders are created.")] = Path("runs"),
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    ensemble: Annotated[int | None, typer.Option("--ensemble", help="Train N members differing only in train.seed (seed + m), as runs NAME-0 ... NAME-{N-1}; rerun to continue an interrupted ensemble.")] = None,
 ) -> None:
     """Train a model (LVD by default) on simulated events; see options/*.yaml."""
     from lvd.cli.train import run_train
 
     run_train(options, data, overrides or [], model=model and model.value, checkpoint=checkpoint, name=name, weights=weights,
-              start_batch=start_batch, runs_dir=runs_dir, quiet=quiet)
+              start_batch=start_batch, runs_dir=runs_dir, quiet=quiet, ensemble=ensemble)
 
 
 @app.command("unfold", context_settings={"allow_interspersed_args": True})
 def unfold_cmd(
-    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint (a run uses its best checkpoint).")],
-    data: Annotated[Path, typer.Argument(help="Detector-level events (.h5).")],
-    out: Annotated[Path, typer.Argument(help="Output .h5: the inputs plus UNFOLDED/<particle>/<feature> [N, K].")],
-    overrides: Annotated[list[str] | None, typer.Argument(help="sample.key=value overrides of the checkpoint's sampling options, e.g. sample.steps=30.")] = None,
+    args: Annotated[list[str], typer.Argument(metavar="RUN [RUN ...] DATA OUT [sample.key=value ...]", help="Run folder(s) or checkpoint(s) (a run uses its best checkpoint; several runs: an ensemble, pooled), the detector-level events (.h5), the output .h5 (the inputs plus UNFOLDED/<particle>/<feature> [N, K]), then sample.key=value overrides of the (first) checkpoint's sampling options, e.g. sample.steps=30.")],
     samples: Annotated[int | None, typer.Option("--samples", "-k", help="Posterior samples per event (sample.samples).")] = None,
     sampler: Annotated[Sampler | None, typer.Option(help="Sampler (sample.sampler).")] = None,
     steps: Annotated[int | None, typer.Option(help="Sampler steps (sample.steps).")] = None,
@@ -230,13 +228,14 @@ def unfold_cmd(
     """Draw K parton-level samples for every event of a file.
 
     Every sampling option defaults to the value stored in the checkpoint (its options' sample.* section, as
-    trained); flags and sample.key=value overrides change them for this unfolding only.
+    trained); flags and sample.key=value overrides change them for this unfolding only. With several runs (an
+    ensemble: lvd train --ensemble N) each member draws K samples per event, written as K·M draws per event.
     """
     from lvd.cli.unfold import run_unfold
 
     flags = {"samples": samples, "sampler": sampler and sampler.value, "steps": steps,
              "spacing": spacing and spacing.value, "batch_size": batch, "seed": seed}
-    run_unfold(run, data, out, overrides or [], flags)
+    run_unfold(args, flags)
 
 
 @app.command("options")

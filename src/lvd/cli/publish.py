@@ -180,7 +180,8 @@ def histogram_cmd(
     density: Annotated[bool, typer.Option(help="Normalised differential distribution 1/σ dσ/dx instead of event counts.")] = False,
     formats: Annotated[str, typer.Option(help="Comma-separated: root, hepdata, csv, png.")] = "root,hepdata,csv,png",
 ) -> None:
-    """Binned unfolded distributions with bootstrap and posterior uncertainties: ROOT, HEPData, CSV, PNG."""
+    """Binned unfolded distributions with bootstrap and posterior uncertainties (and, for an ensemble's file,
+    the members' spread): ROOT, HEPData, CSV, PNG."""
     import numpy as np
 
     from lvd.cli.progress import console
@@ -204,11 +205,20 @@ def histogram_cmd(
         if summary["has_truth"]:  # closure against the file's own truth, in the user's binning
             summary["closure"] = histogram_closure(results)
         summary = write_all(results, summary, out, tuple(f.strip() for f in formats.split(",") if f.strip()))
+    if "ensemble_members" in summary:
+        console.print(f"ensemble of {len(summary['ensemble_members'])} members, "
+                      f"{summary['ensemble_samples_per_member']} samples each: the total includes their spread (model)")
+
+    def span(h, which: str) -> str:  # the smallest and largest relative uncertainty over the filled bins
+        filled = h.values != 0
+        rel = h.error(which)[filled] / np.abs(h.values[filled])
+        return f"{rel.min() if filled.any() else np.nan:.3g}–{rel.max() if filled.any() else np.nan:.3g}"
+
     for r in results:
-        filled = r.unfolded.values != 0
-        rel = r.unfolded.error("total")[filled] / np.abs(r.unfolded.values[filled])
-        console.print(f"{r.spec.name}: {len(r.spec.edges) - 1} bins ({filled.sum()} filled), relative total "
-                      f"uncertainty {rel.min() if filled.any() else np.nan:.3g}–{rel.max() if filled.any() else np.nan:.3g}")
+        u = r.unfolded
+        console.print(f"{r.spec.name}: {len(r.spec.edges) - 1} bins ({(u.values != 0).sum()} filled), relative "
+                      f"total uncertainty {span(u, 'total')}"
+                      + (f" (model {span(u, 'model')})" if u.cov_model is not None else ""))
         if r.spec.name in summary.get("closure", {}):
             console.print(f"  {closure_line(summary['closure'][r.spec.name])}")
     hepdata = "" if "hepdata_valid" not in summary else f"; HEPData submission valid: {summary['hepdata_valid']}"

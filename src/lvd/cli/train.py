@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from pathlib import Path
 
 from rich.table import Table
@@ -11,7 +12,8 @@ from lvd import config
 from lvd.cli.progress import console, progress_bar
 from lvd.errors import LvdError
 from lvd.evaluation.monitor import physics_monitor
-from lvd.training.loop import train
+from lvd.training.ensemble import FINISHED, train_ensemble
+from lvd.training.loop import TrainResult, train
 
 
 def resolve_options(options: str, overrides: list[str], model: str | None, name: str | None) -> config.Options:
@@ -40,13 +42,36 @@ def print_options(opts: config.Options, source: str, overrides: list[str]) -> No
 
 
 def run_train(options: str, data: Path, overrides: list[str], *, model: str | None, checkpoint: Path | None,
-              name: str | None, weights: Path | None, start_batch: int | None, runs_dir: Path, quiet: bool) -> None:
+              name: str | None, weights: Path | None, start_batch: int | None, runs_dir: Path, quiet: bool,
+              ensemble: int | None = None) -> None:
+    if ensemble is not None and ensemble < 2:  # refused before anything is printed
+        raise LvdError(f"--ensemble {ensemble}: an ensemble needs at least 2 members")
+    if ensemble is not None and checkpoint is not None:
+        raise LvdError("--ensemble with -c: an ensemble continues by running the same command again; "
+                       "-c resumes or warm-starts one run")
     opts = resolve_options(options, overrides, model, name)
     print_options(opts, options, overrides)
     if start_batch is not None:
         console.print("note: -s/--start-batch is ignored; a resumed run continues from its checkpoint's step")
+    if ensemble is not None:
+        members = train_ensemble(opts, data, ensemble, runs_dir=runs_dir, weights=weights, report=console.print,
+                                 progress=None if quiet else progress_bar, hooks=physics_monitor)
+        again = shlex.join(["lvd", "train", options, str(data), *overrides, "--ensemble", str(ensemble), "-n",
+                            opts.name] + (["-m", model] if model else []))
+        for _, result in members:
+            if result is not None:
+                print_result(result, again)
+        finished = len(members) == ensemble and all(r is None or r.stopped_by in FINISHED for _, r in members)
+        if finished:
+            console.print(f"ensemble of {ensemble}: " + " ".join(str(runs_dir / m.name) for m, _ in members))
+        return
     result = train(opts, data, runs_dir=runs_dir, checkpoint=checkpoint, weights=weights,
                    report=console.print, progress=None if quiet else progress_bar, hooks=physics_monitor(opts))
+    print_result(result, f"lvd train {options} {data} -c {result.run_dir}")
+
+
+def print_result(result: TrainResult, resume: str) -> None:
+    """How a run stopped, its checkpoints, and the command that continues it when it stopped early."""
     how = {"steps": "finished", "time limit": "stopped at the time limit", "interrupt": "interrupted"}.get(
         result.stopped_by, f"stopped by {result.stopped_by}")
     console.print(f"{how} at step {result.step}; run folder {result.run_dir}")
@@ -55,4 +80,4 @@ def run_train(options: str, data: Path, overrides: list[str], *, model: str | No
     if result.best:
         console.print(f"best checkpoint {result.best} (validation loss {result.best_validation:.5f})")
     if result.stopped_by != "steps":
-        console.print(f"resume with: lvd train {options} {data} -c {result.run_dir}")
+        console.print(f"resume with: {resume}")

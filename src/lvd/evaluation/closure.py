@@ -8,8 +8,9 @@ bins b (docs/design.md §6, "Closure"):
 * **stat**: ``χ² = Σ_b (h_b − T_b)² / V_b`` with ``V_b = Σ_i w_i² 1[t_i ∈ b]``, the Poisson variance of the
   truth counts (the sample's statistical precision), ndf = the bins;
 * **total**: ``χ² = (h − T)ᵀ C⁺ (h − T)`` with C the covariance ``lvd histogram`` states (bootstrap over
-  events + the posterior spread of one draw of the histogram, :func:`lvd.evaluation.histogram.histogram`) plus an
-  optional ``extra_cov`` (a model/ensemble covariance), ndf = rank C;
+  events + the posterior spread of one draw of the histogram + for an ensemble's draws (``members``) the
+  spread of the members' histograms, :func:`lvd.evaluation.histogram.histogram`) plus an optional
+  ``extra_cov`` (any further component), ndf = rank C;
 * **paired**: ``d_ib = c_ib − 1[t_i ∈ b]``, ``D = Σ_i w_i d_i``, ``S = Σ_i w_i² d_i d_iᵀ``, ``χ² = Dᵀ S⁺ D``,
   ndf = rank S.
 
@@ -160,9 +161,11 @@ def paired_test(fractions: np.ndarray, truth_onehot: np.ndarray, weights: np.nda
 
 def closure(truth: np.ndarray, draws: np.ndarray, weights: np.ndarray, edges: np.ndarray | None = None,
             n_bins: int = N_BINS, n_boot: int = N_BOOT, seed: int = 0,
-            extra_cov: np.ndarray | None = None) -> dict[str, Any]:
+            extra_cov: np.ndarray | None = None, members: int = 1) -> dict[str, Any]:
     """All closure figures of one observable: ``truth [N]``, ``draws [N, K]``, ``weights [N]``; ``edges`` None:
-    ``n_bins`` equal-truth-content bins (see the module docstring). JSON-able."""
+    ``n_bins`` equal-truth-content bins (see the module docstring); ``members`` ≥ 2: the draws are an ensemble's
+    (member m's in columns ``[m·K/M, (m+1)·K/M)``) and the total covariance includes the members' spread.
+    JSON-able."""
     t = np.asarray(truth, np.float64)
     x = np.asarray(draws, np.float64)
     x = x[:, None] if x.ndim == 1 else x
@@ -172,9 +175,13 @@ def closure(truth: np.ndarray, draws: np.ndarray, weights: np.ndarray, edges: np
         edges = equal_count_edges(t, w, n_bins)
         x = np.clip(x, edges[0], edges[-1])  # the truth's own range: draws beyond it go to the outermost bins
     edges = np.asarray(edges, np.float64)
-    unfolded = histogram(x, w, edges, n_boot, seed)[0]  # the one definition of h and its stated covariance
+    # the one definition of h and of its stated covariance (with the model component for an ensemble)
+    unfolded = histogram(x, w, edges, n_boot, seed, members=members)[0]
     onehot = bin_fractions(t, edges)
     out: dict[str, Any] = {"edges": edges.tolist(), "open_ends": open_ends}
+    if unfolded.cov_model is not None:
+        out |= {"members": members, "error_model": unfolded.error("model").tolist(),
+                "error_total": unfolded.error("total").tolist()}
     out |= binned_tests(unfolded.values, w @ onehot, w**2 @ onehot, unfolded.cov_total, extra_cov)
     out["chi2_paired"] = paired_test(bin_fractions(x, edges), onehot, w)
     return out
@@ -182,14 +189,18 @@ def closure(truth: np.ndarray, draws: np.ndarray, weights: np.ndarray, edges: np
 
 def closure_all(truth: dict[str, np.ndarray], unfolded: dict[str, np.ndarray], weights: np.ndarray,
                 names: tuple[str, ...] = HEADLINE, n_bins: int = N_BINS, n_boot: int = N_BOOT,
-                seed: int = 0) -> dict[str, Any]:
+                seed: int = 0, members: int = 1) -> dict[str, Any]:
     """:func:`closure` of every observable in ``names`` (``truth[name] [N]``, ``unfolded[name] [N, K]``, as
-    :func:`lvd.evaluation.observables.derived` gives them) with a summary over them."""
+    :func:`lvd.evaluation.observables.derived` gives them) with a summary over them; ``members``: see
+    :func:`closure`."""
     table = observable_table()
     result: dict[str, Any] = {"n_bins": n_bins, "bootstrap": n_boot, "observables": {}}
+    if members > 1:
+        result["members"] = members
     for i, name in enumerate(names):
         try:
-            entry = closure(truth[name], unfolded[name], weights, n_bins=n_bins, n_boot=n_boot, seed=seed + i)
+            entry = closure(truth[name], unfolded[name], weights, n_bins=n_bins, n_boot=n_boot, seed=seed + i,
+                            members=members)
         except DataError as e:
             raise DataError(f"closure of {name}: {e}") from None
         label, unit = table.get(name, (name, ""))
@@ -209,7 +220,8 @@ def summarise(observables: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def histogram_closure(results: list[Result]) -> dict[str, dict[str, Any]]:
-    """The stat and total χ² of ``lvd histogram``'s results against their truth, in the user's binning.
+    """The stat and total χ² of ``lvd histogram``'s results against their truth, in the user's binning (the total
+    covariance includes the model component of an ensemble's file).
 
     V_b here is the truth histogram's bootstrap variance (its expectation is Σ_i w_i² 1[t_i ∈ b]; with
     ``--density`` the normalised histogram's, which carries the normalisation). No paired test: it needs the

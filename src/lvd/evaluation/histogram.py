@@ -10,7 +10,10 @@ posterior samples x_ik per event:
   ``K/(K−1) Σ_i w_i² (diag c_i − c_i c_iᵀ)`` (full rank for any K ≥ 2; see :func:`_posterior_covariance`);
 * statistical uncertainty: the covariance of ``h_b`` over bootstrap replicas that give every event a
   Poisson(1) multiplicity (its expectation is ``Σ_i w_i² c_ib²`` on the diagonal);
-* total: the sum of the two covariances (independent sources).
+* model uncertainty (ensembles, :func:`ensemble_size`): the covariance of the M members' histograms
+  ``h_mb = Σ_i w_i c_ib^(m)`` (each from its own K draws; ddof = 1), not reduced by the part the members' finite
+  K explains (docs/histogram.md, "Ensembles"); the central value is their mean, the pooled ``h_b``;
+* total: the sum of the covariances (independent sources).
 
 With ``density`` every histogram (each replica) is divided by its own in-range total and by the bin widths
 (1/σ dσ/dx), and the posterior covariance is propagated through that normalisation to first order, so the
@@ -29,9 +32,21 @@ import numpy as np
 
 from lvd import physics
 from lvd.data.schema import EventData
-from lvd.data.unfolded import positive_weights, read_unfolded, require_samples, samples_per_event
+from lvd.data.unfolded import (
+    json_attr,
+    number_attr,
+    positive_weights,
+    read_unfolded,
+    require_samples,
+    samples_per_event,
+)
 from lvd.errors import DataError, LvdError
 from lvd.evaluation.observables import OBSERVABLES, derived
+
+# Written by lvd.sampling.unfold.unfold_ensemble (which imports JAX, so the names are repeated here rather than
+# imported; tests/test_ensemble.py checks that they agree).
+ENSEMBLE_MEMBERS_ATTR = "ensemble_members"
+ENSEMBLE_SAMPLES_ATTR = "ensemble_samples_per_member"
 
 
 @dataclass(frozen=True)
@@ -127,13 +142,17 @@ class Binned:
     cov_stat: np.ndarray
     cov_posterior: np.ndarray | None = None  # None: one sample per event (truth, or K = 1)
     per_sample: np.ndarray | None = None  # [K, B]
+    cov_model: np.ndarray | None = None  # None: not an ensemble
+    per_member: np.ndarray | None = None  # [M, B] the members' histograms (ensembles)
 
     @property
     def cov_total(self) -> np.ndarray:
-        return self.cov_stat if self.cov_posterior is None else self.cov_stat + self.cov_posterior
+        total = self.cov_stat if self.cov_posterior is None else self.cov_stat + self.cov_posterior
+        return total if self.cov_model is None else total + self.cov_model
 
     def error(self, which: str = "total") -> np.ndarray:
-        cov = {"total": self.cov_total, "stat": self.cov_stat, "posterior": self.cov_posterior}[which]
+        cov = {"total": self.cov_total, "stat": self.cov_stat, "posterior": self.cov_posterior,
+               "model": self.cov_model}[which]
         return np.zeros_like(self.values) if cov is None else np.sqrt(np.maximum(np.diag(cov), 0.0))
 
 
@@ -149,6 +168,7 @@ class Result:
     n_boot: int
     density: bool
     sum_w2: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B] Σ w_i² c_ib², the bootstrap's expectation
+    members: int = 1  # ensemble members pooled in the samples (1: one run, no model uncertainty)
 
     def to_hist(self, which: str = "unfolded", error: str = "total"):
         """A ``hist.Hist`` (Weight storage): the values and the chosen uncertainty squared as variances."""
@@ -164,10 +184,12 @@ class Result:
 
 
 def histogram(values: np.ndarray, weights: np.ndarray, edges: np.ndarray, n_boot: int = 200, seed: int = 0,
-              density: bool = False) -> tuple[Binned, np.ndarray]:
+              density: bool = False, members: int = 1) -> tuple[Binned, np.ndarray]:
     """``values [N]`` or ``[N, K]``, ``weights [N]`` -> the :class:`Binned` histogram and Σ w² c² ``[B]``.
 
-    ``n_boot`` ≥ 2: a covariance from fewer replicas is undefined (it would be NaN in every output)."""
+    ``n_boot`` ≥ 2: a covariance from fewer replicas is undefined (it would be NaN in every output).
+    ``members`` M ≥ 2: the K columns are an ensemble's, member m's in ``[m·K/M, (m+1)·K/M)``, and the histogram
+    gets the model covariance (:func:`_model_covariance`)."""
     if n_boot < 2:
         raise LvdError(f"--bootstrap {n_boot}: the statistical covariance needs at least 2 replicas")
     x = np.asarray(values, np.float64)
@@ -194,10 +216,25 @@ def histogram(values: np.ndarray, weights: np.ndarray, edges: np.ndarray, n_boot
         jac = _density_jacobian(central, np.diff(edges))
         cov_post = jac @ cov_post @ jac.T
     scale = _normaliser(edges, density)
+    per_member, cov_model = _model_covariance(per_sample, members, scale) if members > 1 else (None, None)
     central, per_sample, replicas = scale(central), scale(per_sample), scale(replicas)
     cov_stat = np.cov(replicas, rowvar=False, ddof=1).reshape(b, b)
-    return Binned(values=central, cov_stat=cov_stat, cov_posterior=cov_post,
-                  per_sample=per_sample if k > 1 else None), sum_w2
+    return Binned(values=central, cov_stat=cov_stat, cov_posterior=cov_post, per_sample=per_sample if k > 1 else None,
+                  cov_model=cov_model, per_member=per_member), sum_w2
+
+
+def _model_covariance(per_sample: np.ndarray, members: int, scale) -> tuple[np.ndarray, np.ndarray]:
+    """The members' histograms ``[M, B]`` and their covariance ``[B, B]`` (ddof = 1) from the per-sample
+    histograms ``[M·K, B]`` (before ``scale``, the density normalisation, which each member gets on its own).
+
+    Member m's histogram is the mean of its K per-sample histograms, ``Σ_i w_i c_ib^(m)``: the mean of the M is the
+    pooled central value. Their spread also holds the members' finite-K noise, about ``Σ_post/K`` on average;
+    it is kept (a conservative choice: docs/histogram.md, "Ensembles")."""
+    total, b = per_sample.shape
+    if members < 2 or total % members:
+        raise LvdError(f"{total} samples per event cannot be split into {members} ensemble members")
+    per_member = scale(per_sample.reshape(members, total // members, b).mean(axis=1))
+    return per_member, np.cov(per_member, rowvar=False, ddof=1).reshape(b, b)
 
 
 def _posterior_covariance(event: np.ndarray, column: np.ndarray, w: np.ndarray, frac: np.ndarray, n: int,
@@ -256,14 +293,39 @@ def histogram_file(path: str | os.PathLike, specs: list[Spec], n_boot: int = 200
         raise LvdError(f"unknown observable(s) {unknown}; known: {', '.join(sorted(unf))}")
     w = positive_weights(data, path, "a distribution")
     k = samples_per_event(data)
+    m = ensemble_size(data, path) or 1
     results = []
     for i, spec in enumerate(specs):
-        unfolded, sum_w2 = histogram(unf[spec.name], w, spec.edges, n_boot, seed + i, density)
+        unfolded, sum_w2 = histogram(unf[spec.name], w, spec.edges, n_boot, seed + i, density, members=m)
         truth = histogram(tru[spec.name], w, spec.edges, n_boot, seed + 10_000 + i, density)[0] if tru else None
         results.append(Result(spec=spec, unfolded=unfolded, truth=truth, n_events=data.n_events,
-                              samples_per_event=k, n_boot=n_boot, density=density, sum_w2=sum_w2))
+                              samples_per_event=k, n_boot=n_boot, density=density, sum_w2=sum_w2, members=m))
     summary = {"file": str(path.absolute()), "n_events": data.n_events, "samples_per_event": k,
                "weight_sum": float(w.sum()), "negative_weights": int((w < 0).sum()), "bootstrap": n_boot,
                "density": density, "has_truth": tru is not None, "model": data.attrs.get("model"),
                "sqrt_s": data.attrs.get("sqrt_s")}
+    if m > 1:
+        summary |= {"ensemble_members": json_attr(data, path, ENSEMBLE_MEMBERS_ATTR),
+                    "ensemble_samples_per_member": k // m}
     return results, summary
+
+
+def ensemble_size(data: EventData, path: Path | str) -> int | None:
+    """The number M of pooled members of an ensemble's unfolded file (None: one run), checked: the attributes
+    :data:`ENSEMBLE_MEMBERS_ATTR` (≥ 2 runs) and :data:`ENSEMBLE_SAMPLES_ATTR` (K) come together, K·M = the
+    file's samples per event. A malformed pair is a one-line DataError."""
+    members = json_attr(data, path, ENSEMBLE_MEMBERS_ATTR)
+    per_member = number_attr(data, path, ENSEMBLE_SAMPLES_ATTR, positive=True)
+    if members is None and per_member is None:
+        return None
+    if members is None or per_member is None:
+        have, lack = ((ENSEMBLE_MEMBERS_ATTR, ENSEMBLE_SAMPLES_ATTR) if per_member is None
+                      else (ENSEMBLE_SAMPLES_ATTR, ENSEMBLE_MEMBERS_ATTR))
+        raise DataError(f"{path}: attribute {have} without {lack}; an ensemble's file states both")
+    if not isinstance(members, list) or len(members) < 2:
+        raise DataError(f"{path}: attribute {ENSEMBLE_MEMBERS_ATTR} must list at least two runs")
+    k = samples_per_event(data)
+    if per_member != int(per_member) or int(per_member) * len(members) != k:
+        raise DataError(f"{path}: {len(members)} ensemble members × {per_member:g} samples each (attributes "
+                        f"{ENSEMBLE_MEMBERS_ATTR}, {ENSEMBLE_SAMPLES_ATTR}) but {k} samples per event")
+    return len(members)

@@ -2,9 +2,10 @@
 
 * ``histograms.root`` (uproot): per observable a folder with TH1D ``unfolded`` (total uncertainty as the
   errors), ``unfolded_stat``, ``unfolded_posterior``, ``truth``, and TH2D covariances ``covariance_total``,
-  ``covariance_stat``, ``covariance_posterior``;
+  ``covariance_stat``, ``covariance_posterior``; for an ensemble also ``unfolded_model`` and ``covariance_model``;
 * ``hepdata/`` (hepdata_lib): ``submission.yaml`` and one table per observable (bins, unfolded values with the
-  statistical and posterior uncertainties, the truth) plus one covariance table each; ``hepdata.tar.gz``;
+  statistical and posterior uncertainties, and ``model`` for an ensemble, the truth) plus one covariance table
+  each; ``hepdata.tar.gz``;
 * ``csv/<name>.csv`` and ``csv/<name>_covariance.csv``; ``plots/<name>.png`` (mplhep, ratio panel to the
   truth where there is one); ``histograms.json`` with everything above as numbers.
 """
@@ -75,9 +76,11 @@ def as_dict(r: Result) -> dict[str, Any]:
     d: dict[str, Any] = {"label": r.spec.label, "unit": r.spec.unit, "edges": r.spec.edges.tolist(),
                          "density": r.density, "unfolded": r.unfolded.values.tolist(),
                          "error_stat": r.unfolded.error("stat").tolist(),
-                         "error_posterior": r.unfolded.error("posterior").tolist(),
-                         "error_total": r.unfolded.error("total").tolist(),
-                         "covariance_total": r.unfolded.cov_total.tolist()}
+                         "error_posterior": r.unfolded.error("posterior").tolist()}
+    if r.unfolded.cov_model is not None:  # an ensemble: the members' spread, and the members themselves
+        d |= {"error_model": r.unfolded.error("model").tolist(), "covariance_model": r.unfolded.cov_model.tolist(),
+              "unfolded_members": r.unfolded.per_member.tolist()}
+    d |= {"error_total": r.unfolded.error("total").tolist(), "covariance_total": r.unfolded.cov_total.tolist()}
     if r.truth is not None:
         d |= {"truth": r.truth.values.tolist(), "truth_error": r.truth.error("stat").tolist()}
     return d
@@ -95,11 +98,13 @@ def write_root(results: list[Result], path: Path) -> str:
             f[f"{name}/unfolded"] = r.to_hist("unfolded", "total")
             f[f"{name}/unfolded_stat"] = r.to_hist("unfolded", "stat")
             f[f"{name}/unfolded_posterior"] = r.to_hist("unfolded", "posterior")
+            if r.unfolded.cov_model is not None:
+                f[f"{name}/unfolded_model"] = r.to_hist("unfolded", "model")
             if r.truth is not None:
                 f[f"{name}/truth"] = r.to_hist("truth", "stat")
-            for which in ("total", "stat", "posterior"):
+            for which in ("total", "stat", "posterior", "model"):
                 cov = {"total": r.unfolded.cov_total, "stat": r.unfolded.cov_stat,
-                       "posterior": r.unfolded.cov_posterior}[which]
+                       "posterior": r.unfolded.cov_posterior, "model": r.unfolded.cov_model}[which]
                 if cov is None:
                     continue
                 h2 = hist.Hist(hist.axis.Variable(r.spec.edges, name="x"), hist.axis.Variable(r.spec.edges, name="y"))
@@ -140,10 +145,13 @@ def _tables(hd, r: Result, summary: dict[str, Any]):
     s = r.spec
     quantity = (f"1/σ dσ/d({s.label})" if r.density else f"Events ({s.label})")
     table = hd.Table(s.name)
+    model = r.unfolded.cov_model is not None
     table.description = (s.description or f"Unfolded distribution of {s.label}") + (
         f". Uncertainties: 'stat' from a Poisson bootstrap over events ({r.n_boot} replicas), 'posterior' "
-        f"from the spread of the {r.samples_per_event} per-event posterior samples; their covariances are "
-        f"in table '{s.name} covariance'.")
+        f"from the spread of the {r.samples_per_event} per-event posterior samples"
+        + (f", 'model' from the spread of the histograms of an ensemble of {r.members} independently trained "
+           "models (their mean is the central value)" if model else "")
+        + f"; their covariances are in table '{s.name} covariance'.")
     table.location = "lvd histogram"
     table.keywords["observables"] = ["1/SIG*DSIG/DX" if r.density else "N"]
     table.keywords["reactions"] = ["P P --> TOP TOPBAR X"]
@@ -156,8 +164,8 @@ def _tables(hd, r: Result, summary: dict[str, Any]):
     y.add_qualifier("SOURCE", "unfolded (lvd)")
     if summary.get("sqrt_s"):
         y.add_qualifier("SQRT(S)", float(summary["sqrt_s"]), "GeV")
-    for label, which in (("stat", "stat"), ("posterior", "posterior")):
-        unc = hd.Uncertainty(label, is_symmetric=True)
+    for which in ("stat", "posterior", "model") if model else ("stat", "posterior"):
+        unc = hd.Uncertainty(which, is_symmetric=True)
         unc.values = np.nan_to_num(r.unfolded.error(which)).tolist()
         y.add_uncertainty(unc)
     table.add_variable(y)
@@ -172,7 +180,8 @@ def _tables(hd, r: Result, summary: dict[str, Any]):
         table.add_variable(t)
 
     cov = hd.Table(f"{s.name} covariance")
-    cov.description = f"Covariance (total = stat + posterior) between the bins of {s.label}."
+    cov.description = (f"Covariance (total = stat + posterior{' + model' if model else ''}) between the bins of "
+                       f"{s.label}.")
     cov.location = "lvd histogram"
     cov.keywords["observables"] = ["COV"]
     lo, hi = s.edges[:-1], s.edges[1:]
@@ -198,8 +207,10 @@ def write_csv(results: list[Result], folder: Path) -> list[str]:
     written = []
     for r in results:
         cols = {"bin_low": r.spec.edges[:-1], "bin_high": r.spec.edges[1:], "unfolded": r.unfolded.values,
-                "error_stat": r.unfolded.error("stat"), "error_posterior": r.unfolded.error("posterior"),
-                "error_total": r.unfolded.error("total")}
+                "error_stat": r.unfolded.error("stat"), "error_posterior": r.unfolded.error("posterior")}
+        if r.unfolded.cov_model is not None:
+            cols["error_model"] = r.unfolded.error("model")
+        cols["error_total"] = r.unfolded.error("total")
         if r.truth is not None:
             cols |= {"truth": r.truth.values, "truth_error": r.truth.error("stat")}
         with open(folder / f"{r.spec.name}.csv", "w", newline="") as f:
@@ -233,7 +244,8 @@ def write_plots(results: list[Result], folder: Path) -> list[str]:
         if r.truth is not None:
             mplhep.histplot(r.truth.values, s.edges, ax=ax, color="black", label="truth")
         mplhep.histplot(u.values, s.edges, yerr=np.nan_to_num(u.error("total")), ax=ax, color="#d62728",
-                        histtype="errorbar", label="unfolded (stat + posterior)")
+                        histtype="errorbar",
+                        label=f"unfolded (stat + posterior{' + model' if u.cov_model is not None else ''})")
         ax.set_ylabel(f"1/σ dσ/dx [1/{s.unit}]" if r.density and s.unit else
                       "1/σ dσ/dx" if r.density else "events")
         ax.legend(fontsize=9, frameon=False)

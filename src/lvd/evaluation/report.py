@@ -21,6 +21,7 @@ from lvd.evaluation import calibration as cal
 from lvd.evaluation import closure
 from lvd.evaluation import metrics as mt
 from lvd.evaluation.c2st import c2st
+from lvd.evaluation.histogram import ensemble_size
 from lvd.evaluation.observables import (
     OBSERVABLES,
     consistency_residuals,
@@ -98,11 +99,12 @@ def evaluate(unfolded_path: str | os.PathLike, out_dir: str | os.PathLike, truth
     out = Path(out_dir)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     k = samples_per_event(data)
+    members = ensemble_size(data, path) or 1  # an ensemble's file: the closure's total includes the members' spread
     say("observables")
     tru, unf = derived(truth_data.truth), derived(data.unfolded)
     naive = naive_estimates(data)
     table = observable_table()
-    result: dict[str, Any] = {"schema": SCHEMA, "source": _source(path, truth_path, data, w, k, n_boot),
+    result: dict[str, Any] = {"schema": SCHEMA, "source": _source(path, truth_path, data, w, k, n_boot, members),
                               "observables": {}}
     files: dict[str, list[str]] = {}
     ranks_for_plot, coverage_for_plot = {}, {}
@@ -121,7 +123,7 @@ def evaluate(unfolded_path: str | os.PathLike, out_dir: str | os.PathLike, truth
                                  "q16": float(np.quantile(v, 0.16)), "q84": float(np.quantile(v, 0.84))}
                              for n, v in res.items()}
     say("closure")
-    result["closure"] = closure.closure_all(tru, unf, w, n_boot=closure_boot, seed=seed)
+    result["closure"] = closure.closure_all(tru, unf, w, n_boot=closure_boot, seed=seed, members=members)
     say("classifier two-sample test")
     result["c2st"] = c2st(c2st_features(truth_data.truth), c2st_features({p: {f: v[:, 0] for f, v in d.items()}
                                                                           for p, d in data.unfolded.items()}),
@@ -162,13 +164,17 @@ def event_weights(data: EventData, path: Path, truth_data: EventData,
     return positive_weights(source, source_path, "evaluation")
 
 
-def _source(path: Path, truth_path, data: EventData, w: np.ndarray, k: int, n_boot: int) -> dict[str, Any]:
-    return {"unfolded_file": str(path.absolute()), "truth_file": str(Path(truth_path or path).absolute()),
-            "model": data.attrs.get("model"), "checkpoint": data.attrs.get("checkpoint"),
-            "sampler": data.attrs.get("sampler"), "sampler_steps": data.attrs.get("sampler_steps"),
-            "samples_per_event": k, "n_events": data.n_events, "weight_sum": float(w.sum()),
-            "negative_weights": int((w < 0).sum()), "bootstrap": n_boot, "lvd_version": __version__,
-            "evaluated_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+def _source(path: Path, truth_path, data: EventData, w: np.ndarray, k: int, n_boot: int,
+            members: int = 1) -> dict[str, Any]:
+    out = {"unfolded_file": str(path.absolute()), "truth_file": str(Path(truth_path or path).absolute()),
+           "model": data.attrs.get("model"), "checkpoint": data.attrs.get("checkpoint"),
+           "sampler": data.attrs.get("sampler"), "sampler_steps": data.attrs.get("sampler_steps"),
+           "samples_per_event": k, "n_events": data.n_events, "weight_sum": float(w.sum()),
+           "negative_weights": int((w < 0).sum()), "bootstrap": n_boot, "lvd_version": __version__,
+           "evaluated_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if members > 1:
+        out |= {"ensemble_members": data.attrs.get("ensemble_members"), "ensemble_samples_per_member": k // members}
+    return out
 
 
 def _observable(name: str, label: str, unit: str, t: np.ndarray, u: np.ndarray, naive: np.ndarray | None,
@@ -332,6 +338,13 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _model_share(entry: dict[str, Any]) -> str:
+    """The median over the bins of error_model / error_total of one closure entry (an ensemble's)."""
+    model, total = np.asarray(entry["error_model"]), np.asarray(entry["error_total"])
+    share = model[total > 0] / total[total > 0]
+    return f"{np.median(share):.2f}" if share.size else "–"
+
+
 def closure_markdown(c: dict[str, Any], with_plot: bool) -> list[str]:
     """The closure table (docs/design.md §6, "Closure")."""
     fr, fp = closure.format_ratio, closure.format_p
@@ -347,11 +360,17 @@ def closure_markdown(c: dict[str, Any], with_plot: bool) -> list[str]:
              "posterior at any K, the test to judge the model by. Pull: (unfolded − truth)/√(Σ w²) of the worst bin.",
              "", "| observable | χ²/bin stat | p | χ²/ndf total | p | paired χ²/ndf | p | worst pull (bin) |",
              "|---|---|---|---|---|---|---|---|"]
+    ensemble = "members" in c
+    if ensemble:  # one more column; a file of one run keeps the table as it was
+        lines[2] += (f" An ensemble of {c['members']} members: the total also holds the spread of the members' "
+                     "histograms (**model**; its share of the total error, median over the bins, in the last column).")
+        lines[-2:] = [lines[-2] + " model / total |", lines[-1] + "---|"]
     for e in c["observables"].values():
         s, t, pr, wb = e["chi2_stat"], e["chi2_total"], e["chi2_paired"], e["worst_bin"]
         worst = "–" if wb is None else f"{wb['pull_stat']:+.2f} ({wb['bin']})"
         lines.append(f"| {e['label']} | {fr(s['chi2_per_ndf'])} | {fp(s['p_value'])} | {fr(t['chi2_per_ndf'])} | "
-                     f"{fp(t['p_value'])} | {fr(pr['chi2_per_ndf'])} ({pr['ndf']}) | {fp(pr['p_value'])} | {worst} |")
+                     f"{fp(t['p_value'])} | {fr(pr['chi2_per_ndf'])} ({pr['ndf']}) | {fp(pr['p_value'])} | {worst} |"
+                     + (f" {_model_share(e)} |" if ensemble else ""))
     lines += [""] + [f"- {what}: χ²/ndf ≤ 1.5 for {sm[test]['at_most_1.5']} of {sm['n_observables']}, ≤ 3 for "
                      f"{sm[test]['at_most_3']}, median {fr(sm[test]['median'])}"
                      for test, what in (("chi2_stat", "stat"), ("chi2_total", "total"), ("chi2_paired", "paired"))]

@@ -8,6 +8,10 @@ Python API::
 
 Randomness is per event: sample k of event i draws from ``fold_in(fold_in(key(seed), i), k)`` where i is the
 event's index in the file, so results do not depend on the batch size or the number of devices.
+
+An ensemble (several runs, :func:`unfold_ensemble`) pools K draws per member: draw ``j = m·K + k`` of event i
+comes from member m with the key ``fold_in(fold_in(key(seed), i), j)``, so the members' noise differs and the
+pooled file of M copies of one run is that run's unfolding with K·M draws.
 """
 
 from __future__ import annotations
@@ -94,8 +98,10 @@ class Unfolder:
     def sample_arrays(self, arrays: Arrays, k: int, *, sampler: str | None = None, steps: int | None = None,
                       spacing: str | None = None, seed: int | None = None, batch_size: int | None = None,
                       first_event: int = 0, on_batch: Callable[[int], None] | None = None,
-                      on_result: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray | None:
-        """On-shell decay products ``[N, K, 6, 4]`` for normalised ``arrays`` (events numbered from ``first_event``).
+                      on_result: Callable[[int, np.ndarray], None] | None = None,
+                      sample_offset: int = 0) -> np.ndarray | None:
+        """On-shell decay products ``[N, K, 6, 4]`` for normalised ``arrays`` (events numbered from ``first_event``,
+        samples from ``sample_offset``: an ensemble member's draws are numbered after those of the members before).
 
         With ``on_result(start, daughters [b, K, 6, 4])`` the batches are handed over as they come and nothing is
         kept (for files larger than memory); the return value is then None.
@@ -118,7 +124,7 @@ class Unfolder:
             ev = np.repeat(idx, k)  # [b·K] event of each row
             pad = rows - len(ev)
             ev_in = np.concatenate([ev, np.full(pad, ev[0])])
-            sample_k = np.concatenate([np.tile(np.arange(k), b), np.zeros(pad, int)])
+            sample_k = np.concatenate([np.tile(np.arange(k) + sample_offset, b), np.zeros(pad, int)])
             keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(base, i), j))(
                 jnp.asarray(ev_in + first_event, jnp.uint32), jnp.asarray(sample_k, jnp.uint32))
             put = lambda a: jax.device_put(a, sharding)  # noqa: E731
@@ -173,49 +179,74 @@ def unfold_file(run_or_checkpoint: str | os.PathLike, data_path: str | os.PathLi
     kw = dict(samples=samples, sampler=sampler, steps=steps, spacing=spacing, batch_size=batch_size, seed=seed,
               on_progress=on_progress)
     if distributed.process_count() > 1 and rows is None:
-        return _unfold_file_multiprocess(run_or_checkpoint, data_path, out_path, **kw)
+        u = Unfolder.load(run_or_checkpoint, mesh=make_mesh(jax.local_devices()))  # no cross-process traffic
+        return _in_parts(lambda part, r: _unfold_rows(u, data_path, part, rows=r, **kw),
+                         count_events(data_path, u.layout), out_path)
     return _unfold_rows(unfolder or Unfolder.load(run_or_checkpoint), data_path, out_path, rows=rows, **kw)
 
 
-def _unfold_rows(u: Unfolder, data_path, out_path, *, samples, sampler, steps, spacing, batch_size, seed,
-                 on_progress, rows) -> dict[str, Any]:
-    s = u.options.sample
-    k = samples or s.samples
-    sampler, steps = sampler or s.sampler, steps or s.steps
-    spacing = resolve_spacing(sampler, spacing or s.spacing)
-    if k <= 0 or steps <= 0:
-        raise OptionsError("--samples and --steps must be positive")
-    data = read_events(data_path, u.layout, rows=rows)
-    arrays = u.prepare(data)
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """The sampling options of one unfolding, resolved against the (first) run's stored ``sample.*``."""
+
+    k: int
+    sampler: str
+    steps: int
+    spacing: str
+    seed: int
+    batch_size: int
+
+    @classmethod
+    def resolve(cls, u: Unfolder, samples, sampler, steps, spacing, seed, batch_size) -> _Plan:
+        s = u.options.sample
+        sampler, steps = sampler or s.sampler, steps or s.steps
+        plan = cls(samples or s.samples, sampler, steps, resolve_spacing(sampler, spacing or s.spacing),
+                   s.seed if seed is None else seed, batch_size or s.batch_size)
+        if plan.k <= 0 or plan.steps <= 0:
+            raise OptionsError("--samples and --steps must be positive")
+        return plan
+
+
+def _provenance(u: Unfolder, data: EventData, data_path, plan: _Plan) -> dict[str, Any]:
+    """The unfolded file's attributes: the input's, what made the draws, and the model's training prior."""
     attrs = {**{a: v for a, v in data.attrs.items() if a not in ("n_events", "source_features", "met_features")},
              "unfolded_by": f"lvd {__version__}", "checkpoint": str(u.step_dir.absolute()),
-             "checkpoint_step": u.step, "model": u.options.model.kind, "sampler": sampler, "sampler_steps": int(steps),
-             "sampler_spacing": spacing, "samples_per_event": int(k),
-             "sampling_seed": int(s.seed if seed is None else seed), "input_file": str(Path(data_path).absolute()),
+             "checkpoint_step": u.step, "model": u.options.model.kind, "sampler": plan.sampler,
+             "sampler_steps": int(plan.steps), "sampler_spacing": plan.spacing, "samples_per_event": int(plan.k),
+             "sampling_seed": int(plan.seed), "input_file": str(Path(data_path).absolute()),
              "unfolded_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     # the model's prior (its training truth), so that it can be divided out of the result afterwards
     if "top_mass_prior" in u.checkpoint.meta:
         attrs[PRIOR_ATTR] = json.dumps(u.checkpoint.meta["top_mass_prior"])
     if "truth_histograms" in u.checkpoint.meta:
         attrs[PRIOR_HISTOGRAMS_ATTR] = json.dumps(u.checkpoint.meta["truth_histograms"])
+    return attrs
+
+
+def _unfold_rows(u: Unfolder, data_path, out_path, *, samples, sampler, steps, spacing, batch_size, seed,
+                 on_progress, rows) -> dict[str, Any]:
+    plan = _Plan.resolve(u, samples, sampler, steps, spacing, seed, batch_size)
+    data = read_events(data_path, u.layout, rows=rows)
+    arrays = u.prepare(data)
+    attrs = _provenance(u, data, data_path, plan)
     with EventWriter(out_path, attrs=attrs, layout=u.layout) as writer:
         def write(start: int, f: np.ndarray) -> None:
             chunk = data.take(slice(start, start + f.shape[0]))
             chunk.unfolded = daughters_to_particles(f)
             writer.append(chunk)
 
-        u.sample_arrays(arrays, k, sampler=sampler, steps=steps, spacing=spacing, seed=seed, batch_size=batch_size,
-                        first_event=0 if rows is None else (rows.start or 0), on_batch=on_progress, on_result=write)
+        u.sample_arrays(arrays, plan.k, sampler=plan.sampler, steps=plan.steps, spacing=plan.spacing, seed=plan.seed,
+                        batch_size=plan.batch_size, first_event=0 if rows is None else (rows.start or 0),
+                        on_batch=on_progress, on_result=write)
     return attrs
 
 
-def _unfold_file_multiprocess(run_or_checkpoint, data_path, out_path, **kw) -> dict[str, Any]:
+def _in_parts(unfold_rows: Callable[[Path, slice], dict[str, Any]], n_events: int, out_path) -> dict[str, Any]:
+    """Each process unfolds its share of the ``n_events`` into a part file, process 0 merges them."""
     k, n = distributed.process_index(), distributed.process_count()
     out_path = Path(out_path)
     part = out_path.with_name(f"{out_path.stem}.part-{k}-of-{n}{out_path.suffix}")
-    u = Unfolder.load(run_or_checkpoint, mesh=make_mesh(jax.local_devices()))  # no cross-process traffic
-    rows = distributed.local_slice(count_events(data_path, u.layout))
-    attrs = _unfold_rows(u, data_path, part, rows=rows, **kw)
+    attrs = unfold_rows(part, distributed.local_slice(n_events))
     distributed.barrier("unfold parts written")
     if distributed.is_main():
         parts = [out_path.with_name(f"{out_path.stem}.part-{i}-of-{n}{out_path.suffix}") for i in range(n)]
@@ -223,4 +254,95 @@ def _unfold_file_multiprocess(run_or_checkpoint, data_path, out_path, **kw) -> d
         for p in parts:
             p.unlink()
     distributed.barrier("unfold merged")
+    return attrs
+
+
+# --- ensembles ----------------------------------------------------------------------------------------------
+
+ENSEMBLE_MEMBERS_ATTR = "ensemble_members"  # the members' run paths, in the order of their draws
+ENSEMBLE_SAMPLES_ATTR = "ensemble_samples_per_member"  # K: draws [m·K, (m+1)·K) of every event are member m's
+_CHUNK_BATCHES = 8  # an ensemble samples the file in chunks of this many batches, every member on each chunk
+
+
+def member_signature(ck: Checkpoint) -> dict[str, Any]:
+    """What the members of an ensemble must share: the coordinates the models generate and the detector
+    features (and file layout) they read. Statistics, seeds and sampling options may differ."""
+    n = ck.normalizer
+    return {"parton representation": n.parton_representation, "data.top_line_width": n.top_line_width,
+            "data.detector_representation": ck.options.data.detector_representation,
+            "detector object features": ", ".join(n.object_features), "MET features": ", ".join(n.met_features),
+            **{f"data.{f.name}": getattr(ck.layout, f.name) for f in dataclasses.fields(ck.layout)}}
+
+
+def check_members(checkpoints: Sequence[Checkpoint], names: Sequence[str | os.PathLike]) -> None:
+    """A one-line OptionsError naming the first member whose representation or detector features differ from the
+    first member's: their draws are not draws of one quantity from the same inputs."""
+    ref = member_signature(checkpoints[0])
+    for ck, name in zip(checkpoints[1:], names[1:], strict=True):
+        sig = member_signature(ck)
+        for what, value in sig.items():
+            if value != ref[what]:
+                raise OptionsError(f"{name}: {what} {value!r} differs from {names[0]}'s {ref[what]!r}; an ensemble "
+                                   "pools runs of one representation and one set of detector features")
+
+
+def unfold_ensemble(runs: Sequence[str | os.PathLike], data_path: str | os.PathLike, out_path: str | os.PathLike, *,
+                    samples: int | None = None, sampler: str | None = None, steps: int | None = None,
+                    spacing: str | None = None, batch_size: int | None = None, seed: int | None = None,
+                    on_progress: Callable[[int], None] | None = None, unfolders: Sequence[Unfolder] | None = None,
+                    rows: slice | None = None) -> dict[str, Any]:
+    """Pool an ensemble: every member (run) draws K samples per event, written as K·M draws per event, member m's
+    in ``[m·K, (m+1)·K)``, with attributes :data:`ENSEMBLE_MEMBERS_ATTR` and :data:`ENSEMBLE_SAMPLES_ATTR`.
+
+    The sampling options (``sample.*`` and the arguments) are the first run's, for every member. Draw
+    ``m·K + k`` of event i uses ``fold_in(fold_in(key(seed), i), m·K + k)`` (module docstring): member m's
+    block is exactly what its own :meth:`Unfolder.sample_arrays` gives with ``sample_offset=m·K`` at the same
+    K and batch size. Runs whose representations or detector features differ are refused (:func:`check_members`).
+    """
+    if len(runs) < 2:
+        raise OptionsError(f"an ensemble needs at least two runs, got {len(runs)}")
+    multi = distributed.process_count() > 1 and rows is None
+    if unfolders is not None and len(unfolders) != len(runs):
+        raise ValueError(f"{len(unfolders)} unfolders for {len(runs)} runs")
+    # refused on the metadata, before any parameters are restored
+    checkpoints = [Checkpoint.open(r) for r in runs] if unfolders is None else [u.checkpoint for u in unfolders]
+    check_members(checkpoints, runs)
+    if unfolders is None:
+        mesh = make_mesh(jax.local_devices()) if multi else None  # each process on its own devices
+        unfolders = [Unfolder(ck, mesh=mesh) for ck in checkpoints]
+    kw = dict(samples=samples, sampler=sampler, steps=steps, spacing=spacing, batch_size=batch_size, seed=seed,
+              on_progress=on_progress)
+    members = [str(Path(r).absolute()) for r in runs]
+    if multi:
+        return _in_parts(lambda part, r: _unfold_members(unfolders, members, data_path, part, rows=r, **kw),
+                         count_events(data_path, unfolders[0].layout), out_path)
+    return _unfold_members(unfolders, members, data_path, out_path, rows=rows, **kw)
+
+
+def _unfold_members(us: Sequence[Unfolder], members: list[str], data_path, out_path, *, samples, sampler, steps,
+                    spacing, batch_size, seed, on_progress, rows) -> dict[str, Any]:
+    plan = _Plan.resolve(us[0], samples, sampler, steps, spacing, seed, batch_size)
+    data = read_events(data_path, us[0].layout, rows=rows)
+    arrays = [u.prepare(data) for u in us]  # each member in its own normalisation
+    kinds = [u.options.model.kind for u in us]
+    attrs = {**_provenance(us[0], data, data_path, plan), "samples_per_event": plan.k * len(us),
+             "model": kinds[0] if len(set(kinds)) == 1 else ",".join(kinds),
+             ENSEMBLE_MEMBERS_ATTR: members, ENSEMBLE_SAMPLES_ATTR: plan.k,
+             "ensemble_checkpoints": [str(u.step_dir.absolute()) for u in us],
+             "ensemble_checkpoint_steps": [u.step for u in us]}
+    # chunks of whole sample_arrays batches: every member's batches are those of its own single-run unfolding
+    chunk = max(1, plan.batch_size // plan.k) * _CHUNK_BATCHES
+    first = 0 if rows is None else (rows.start or 0)
+    with EventWriter(out_path, attrs=attrs, layout=us[0].layout) as writer:
+        for start in range(0, data.n_events, chunk):
+            part = slice(start, min(start + chunk, data.n_events))
+            draws = [u.sample_arrays(a.take(part), plan.k, sampler=plan.sampler, steps=plan.steps,
+                                     spacing=plan.spacing, seed=plan.seed, batch_size=plan.batch_size,
+                                     first_event=first + start, sample_offset=m * plan.k)
+                     for m, (u, a) in enumerate(zip(us, arrays, strict=True))]
+            events = data.take(part)
+            events.unfolded = daughters_to_particles(np.concatenate(draws, axis=1))
+            writer.append(events)
+            if on_progress is not None:
+                on_progress(part.stop - part.start)
     return attrs
