@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
 
+
+@pytest.mark.slow  # ~110 s on 2 cores: the from-scratch chain; its parts (train, unfold, evaluate) are tested apart
 def test_demo_train_quick(tmp_path, run_cli):
     code, out, err = run_cli("demo", "--train", "--quick", "--out", tmp_path / "demo")
     assert code == 0, err[-2000:]

@@ -26,6 +26,7 @@ def _env(devices: int) -> dict:
     return env
 
 
+@pytest.mark.slow  # ~120 s on 2 cores (4 virtual devices in a subprocess)
 def test_four_devices_equal_one(tiny_file, tiny_run):
     from conftest import TINY
 
@@ -55,6 +56,7 @@ def _launch(port: int, i: int, *args: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # ~95 s on 2 cores
 def test_two_processes_train_over_loopback(tiny_file, tmp_path):
     from conftest import TINY
 

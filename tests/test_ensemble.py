@@ -41,6 +41,7 @@ def ensemble(tiny_file, tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow  # trains a 2-member ensemble (~60 s on 2 cores, shared by the three)
 def test_ensemble_members_differ_only_in_seed_and_a_rerun_continues(ensemble, tiny_file, run_cli):
     import jax
 
@@ -74,6 +75,7 @@ def test_ensemble_members_differ_only_in_seed_and_a_rerun_continues(ensemble, ti
         assert code == 2 and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow  # trains a 2-member ensemble (~60 s on 2 cores, shared by the three)
 def test_pooled_unfolding_is_each_members_own_unfolding(ensemble, tiny_file, tmp_path, run_cli):
     """K·M draws per event; member m's block [m·K, (m+1)·K) is, bit for bit, what run m's own sampler gives with
     the draws numbered from m·K (same K, same batch size): for member 0 that is exactly `lvd unfold RUN_0` at
@@ -104,6 +106,7 @@ def test_pooled_unfolding_is_each_members_own_unfolding(ensemble, tiny_file, tmp
     assert not np.allclose(from_zero["b_had"]["pt"], own["b_had"]["pt"][:100])
 
 
+@pytest.mark.slow  # trains a 2-member ensemble (~60 s on 2 cores, shared by the three)
 def test_incompatible_runs_are_refused(ensemble, tiny_file, tmp_path, run_cli):
     from lvd.training.run import Checkpoint
 
@@ -129,13 +132,6 @@ def test_arguments_split_into_runs_data_out_and_overrides():
 
 
 # --- the model uncertainty -----------------------------------------------------------------------------------
-
-def test_attribute_names_agree():
-    from lvd.evaluation import histogram as h
-    from lvd.sampling import unfold as u
-
-    assert (h.ENSEMBLE_MEMBERS_ATTR, h.ENSEMBLE_SAMPLES_ATTR) == (u.ENSEMBLE_MEMBERS_ATTR, u.ENSEMBLE_SAMPLES_ATTR)
-
 
 @pytest.fixture(scope="module")
 def shifted_file(tiny_file, tmp_path_factory):

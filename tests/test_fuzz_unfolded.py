@@ -234,3 +234,43 @@ def test_the_valid_file_is_accepted_by_every_command(valid_file, tmp_path, run_c
 
 def test_corpus_size_is_as_documented():
     assert len(CORPUS) == 106 and len(KINDS) == 31, (len(CORPUS), len(KINDS))
+
+
+def _refused(run_cli, args, path: Path, needle: str, out: Path) -> None:
+    code, _, err = run_cli(*args)
+    assert code == 2 and err.strip().count("\n") == 0 and "Traceback" not in err, err
+    assert str(path) in err and needle in err, err
+    assert not out.exists() or not _outputs(out), _outputs(out)
+
+
+def test_degenerate_requests_are_refused_and_write_nothing(valid_file, tmp_path, run_cli):
+    """The issue's cases outside the corpus: --bootstrap 0 (once NaN errors in every publication file), K = 1
+    (once a posterior error of 0 without a word), a one-event file (once "± nan"), and a calibration sample that
+    states no mass (once refused without naming the file)."""
+    out = tmp_path / "out"
+    code, _, err = run_cli("histogram", valid_file, "--observable", "m_t_had", "--bins", "150:200:10",
+                           "--bootstrap", "0", "-o", out)
+    assert code == 2 and "--bootstrap 0" in err and not out.exists(), err
+
+    one_k = tmp_path / "k1.h5"
+    shutil.copy(valid_file, one_k)
+    with h5py.File(one_k, "a") as f:
+        for p in physics.DECAY_PRODUCTS:
+            for feat in (*FEATURES, "energy"):
+                _set(f"UNFOLDED/{p}/{feat}", lambda a: a[:, :1])(f)
+    _refused(run_cli, ("histogram", one_k, "--observable", "m_t_had", "--bins", "150:200:10", "-o", out), one_k,
+             "1 sample(s) per event", out)
+
+    data = read_events(valid_file)
+    one_event = tmp_path / "one.h5"
+    write_events(one_event, data.take(slice(0, 1)))
+    _refused(run_cli, ("measure", "top-mass", one_event, "-o", out), one_event, "1 event(s)", out)
+
+    massless = tmp_path / "massless.h5"
+    shutil.copy(valid_file, massless)
+    with h5py.File(massless, "a") as f:
+        if "GENERATOR" in f:
+            del f["GENERATOR"]
+        del f.attrs["top_mass"]
+    _refused(run_cli, ("measure", "top-mass", valid_file, "--calibration", massless, "--calibration", valid_file,
+                       "-o", out), massless, "generated top mass", out)

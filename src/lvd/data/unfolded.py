@@ -23,6 +23,10 @@ from lvd import physics
 from lvd.data.schema import TRUTH_FEATURES, EventData, read_events, source_layout
 from lvd.errors import DataError
 
+# an ensemble's pooled unfolding (lvd unfold RUN1 RUN2 ...): the members' run paths, in the order of their draws,
+# and K: draws [m·K, (m+1)·K) of every event are member m's
+ENSEMBLE_MEMBERS_ATTR = "ensemble_members"
+ENSEMBLE_SAMPLES_ATTR = "ensemble_samples_per_member"
 UNFOLDED_FEATURES = TRUTH_FEATURES  # pt, eta, phi, mass: what a four-vector is built from
 _NON_NEGATIVE = ("pt", "mass")  # a negative pT or mass has no meaning, and silently flips a four-vector
 

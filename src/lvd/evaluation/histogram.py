@@ -33,6 +33,8 @@ import numpy as np
 from lvd import physics
 from lvd.data.schema import EventData
 from lvd.data.unfolded import (
+    ENSEMBLE_MEMBERS_ATTR,
+    ENSEMBLE_SAMPLES_ATTR,
     json_attr,
     number_attr,
     positive_weights,
@@ -42,11 +44,6 @@ from lvd.data.unfolded import (
 )
 from lvd.errors import DataError, LvdError
 from lvd.evaluation.observables import OBSERVABLES, derived
-
-# Written by lvd.sampling.unfold.unfold_ensemble (which imports JAX, so the names are repeated here rather than
-# imported; tests/test_ensemble.py checks that they agree).
-ENSEMBLE_MEMBERS_ATTR = "ensemble_members"
-ENSEMBLE_SAMPLES_ATTR = "ensemble_samples_per_member"
 
 
 @dataclass(frozen=True)

@@ -354,8 +354,8 @@ def closure_markdown(c: dict[str, Any], with_plot: bool) -> list[str]:
              "the truth's range). **stat**: χ²/bin with the truth's Poisson variance Σ w² per bin (the sample's "
              "statistical precision); below 1 for a perfect posterior, since unfolded and truth share the events. "
              f"**total**: χ²/ndf with the covariance `lvd histogram` states (bootstrap, {c['bootstrap']} replicas, + "
-             "posterior spread of the K per-sample histograms); also below 1 for a perfect posterior, unless K is "
-             "small against the bins (that covariance then has rank ≤ K − 1 and the χ² is inflated). **paired**: "
+             "the posterior spread of one draw of the histogram, estimated event by event, + the members' spread "
+             "for an ensemble); also below 1 for a perfect posterior. **paired**: "
              "per-event differences d_i = c_i − 1[t_i ∈ b] with their own covariance; χ²/ndf ≈ 1 for a perfect "
              "posterior at any K, the test to judge the model by. Pull: (unfolded − truth)/√(Σ w²) of the worst bin.",
              "", "| observable | χ²/bin stat | p | χ²/ndf total | p | paired χ²/ndf | p | worst pull (bin) |",

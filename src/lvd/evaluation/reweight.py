@@ -114,7 +114,12 @@ def reweight_file(unfolded: str | os.PathLike, out: str | os.PathLike, observabl
     summary = {"reweighted_observables": list(observables), "reweighting_iterations": iterations,
                "reweighting_prior": "training truth" if reference is None else f"unfolded reference {reference}",
                "reweighting_seed": seed, "effective_draws_median": float(np.median(1.0 / (w**2).sum(axis=1)))}
-    attrs = {a: v for a, v in data.attrs.items() if a not in ("n_events", "source_features", "met_features")}
+    # an ensemble's draws are resampled across its members, so the per-member blocks (and the model spread
+    # read from them) no longer exist in the output: its ensemble attributes are not carried over
+    dropped = ("n_events", "source_features", "met_features", "ensemble_members", "ensemble_samples_per_member")
+    attrs = {a: v for a, v in data.attrs.items() if a not in dropped}
+    if "ensemble_members" in data.attrs:
+        summary["reweighted_from_ensemble"] = data.attrs["ensemble_members"]
     with EventWriter(out, attrs={**attrs, **summary}, layout=source_layout(path)) as writer:
         writer.append(data)
     return summary

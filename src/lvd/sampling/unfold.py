@@ -37,6 +37,7 @@ from lvd.data.merge import merge_files
 from lvd.data.prior import PRIOR_ATTR, PRIOR_HISTOGRAMS_ATTR
 from lvd.data.representation import Arrays, raw_arrays
 from lvd.data.schema import EventData, EventWriter, FileLayout, count_events, read_events
+from lvd.data.unfolded import ENSEMBLE_MEMBERS_ATTR, ENSEMBLE_SAMPLES_ATTR
 from lvd.data.vectors import to_awkward
 from lvd.distributed import make_mesh
 from lvd.errors import OptionsError
@@ -259,8 +260,6 @@ def _in_parts(unfold_rows: Callable[[Path, slice], dict[str, Any]], n_events: in
 
 # --- ensembles ----------------------------------------------------------------------------------------------
 
-ENSEMBLE_MEMBERS_ATTR = "ensemble_members"  # the members' run paths, in the order of their draws
-ENSEMBLE_SAMPLES_ATTR = "ensemble_samples_per_member"  # K: draws [m·K, (m+1)·K) of every event are member m's
 _CHUNK_BATCHES = 8  # an ensemble samples the file in chunks of this many batches, every member on each chunk
 
 
