@@ -197,8 +197,6 @@ def histogram_cmd(
         Spec(name, parse_edges(b)) for name, b in zip(observable, bins, strict=True)]
     if not specs:
         raise LvdError("nothing to histogram: give --observable NAME --bins EDGES, or --config FILE.yaml")
-    if bootstrap == 1:
-        raise LvdError("--bootstrap 1: a covariance needs at least 2 replicas")
     out = out or unfolded.with_name(unfolded.stem + "_histograms")
     with console.status("histogramming"):
         results, summary = histogram_file(unfolded, specs, n_boot=bootstrap, seed=seed, density=density)
