@@ -67,6 +67,10 @@ class TrainState:
 
 def learning_rate_schedule(peak: float, warmup: int, total: int, final_ratio: float) -> optax.Schedule:
     """Linear warm-up to ``peak``, then cosine decay to ``final_ratio × peak`` at ``total`` steps."""
+    if warmup <= 0 and final_ratio == 1.0:
+        # the same values as the cosine with α = 1 (exactly: (1 − α)·c + α = 1), without baking ``total`` into the
+        # compiled step, so runs that differ only in their length share one compilation
+        return optax.constant_schedule(peak)
     if warmup <= 0:
         return optax.cosine_decay_schedule(peak, max(total, 1), alpha=final_ratio)
     return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total, warmup + 1), peak * final_ratio)
