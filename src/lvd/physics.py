@@ -37,7 +37,7 @@ NOMINAL_MASS: dict[str, float] = {"W_lep": M_W, "W_had": M_W, "t_lep": M_TOP, "t
 # Rest masses (GeV) for stable particles and quarks, keyed by |pdgid| (Pythia 8 defaults).
 PDG_MASS: dict[int, float] = {
     1: 0.33, 2: 0.33, 3: 0.5, 4: 1.5, 5: 4.8,
-    11: 0.000511, 12: 0.0, 13: 0.10566, 14: 0.0, 16: 0.0, 21: 0.0,
+    11: 0.000511, 12: 0.0, 13: 0.10566, 14: 0.0, 15: 1.77686, 16: 0.0, 21: 0.0,
 }
 
 # The fixed rest masses (GeV) of the decay products lvd outputs, in DECAY_PRODUCTS order: b quarks at the

@@ -10,7 +10,7 @@ import numpy as np
 
 from lvd import distributed
 from lvd.config import Options
-from lvd.data import convert
+from lvd.data import channels, convert
 from lvd.data.representation import layout
 from lvd.data.schema import EventData, count_events, read_events
 from lvd.errors import LvdError
@@ -42,6 +42,12 @@ def read_training_events(path: str | os.PathLike, opts: Options, weights: str | 
         data = read_events(path, layout(opts.data), require_truth=True, rows=rows)
         if weights is not None:
             data.weights = convert.load_weights(Path(weights), n_total if not multi else count_events(path))[rows]
+    if data.generator is not None and "channel" in data.generator:
+        # a sample with every tt̄ channel: the unfolding model learns the signal's truth only (the other
+        # channels' truth slots hold other particles); the fakes are a separate classifier's job
+        data = data.take(np.flatnonzero(data.generator["channel"] == channels.SIGNAL))
+        if data.n_events == 0:
+            raise LvdError(f"{path}: no event of the signal channel ({channels.CHANNELS[channels.SIGNAL]})")
     w = data.event_weights()
     if not np.isfinite(w.sum()) or w.sum() <= 0:
         raise LvdError(f"{path}: the event weights sum to {w.sum()}; need a positive total")

@@ -8,7 +8,10 @@ Layout (per-feature datasets, GeV and radians)::
     TRUTH/<particle>/<feature>         float32 [N]     pt, eta, phi, mass; pdgid is int32
     WEIGHTS/weight                     float32 [N]     optional MC event weight
     UNFOLDED/<particle>/<feature>      float32 [N, K]  only in files written by ``lvd unfold``
-    GENERATOR/<name>                   float32 [N]     optional per-event generator values (top_mass, top_width)
+    GENERATOR/<name>                   float32 [N]     optional per-event generator values (top_mass, top_width,
+                                                       channel: int32)
+    GENERATED/<particle>/<feature>     float32 [G]     optional: the truth of all G generated events, selected
+    GENERATED/pass_selection, channel  bool, int8 [G]  or not, in generation order (``--keep-unselected``)
 
 Group and feature names are a :class:`FileLayout`, so SPANet-style files with other names are read by
 configuration. Files are written to a temporary name in the target folder and renamed on success, so an
@@ -54,6 +57,7 @@ class FileLayout:
     weight_dataset: str = _NAMES.weight_dataset
     unfolded_group: str = "UNFOLDED"
     generator_group: str = "GENERATOR"
+    generated_group: str = "GENERATED"
     mask_name: str = _NAMES.mask_name
     source_features: tuple[str, ...] = _NAMES.source_features
     met_features: tuple[str, ...] = _NAMES.met_features
@@ -170,6 +174,32 @@ class EventData:
         )
 
 
+@dataclass
+class Generated:
+    """The parton truth of every generated event, selected or not, in generation order (``GENERATED``).
+
+    The selected events are the rows with ``pass_selection``, in order: the k-th of them is the file's event k.
+    ``channel``: the tt̄ decay channel (:data:`lvd.data.channels.CHANNELS`); ``weights`` as ``WEIGHTS``.
+    """
+
+    truth: Truth
+    pass_selection: np.ndarray
+    channel: np.ndarray
+    weights: np.ndarray | None = None
+
+    @property
+    def n_events(self) -> int:
+        return int(self.pass_selection.shape[0])
+
+    def take(self, index: np.ndarray | slice) -> Generated:
+        return Generated(truth={p: {k: v[index] for k, v in f.items()} for p, f in self.truth.items()},
+                         pass_selection=self.pass_selection[index], channel=self.channel[index],
+                         weights=None if self.weights is None else self.weights[index])
+
+    def event_weights(self) -> np.ndarray:
+        return np.ones(self.n_events, np.float32) if self.weights is None else self.weights
+
+
 def concatenate(parts: Sequence[EventData], names: Sequence[str] | None = None) -> EventData:
     """Concatenate events along N. Object axes of different width are zero-padded to the widest.
 
@@ -268,12 +298,14 @@ class EventWriter:
         self.attrs = dict(attrs or {})
         self.chunk_events = chunk_events
         self.n_events = 0
+        self.n_generated = 0
         self._staged = StagedFile(self.path)
         # No raw-data chunk cache: appends never read a chunk back, and HDF5's default cache keeps partly
         # written chunks of every dataset, growing the resident memory with the file (measured: +20 MB per
         # 100k events of a 60-dataset file, none with it off, and appends twice as fast).
         self._file = h5py.File(self._staged.tmp, "w", rdcc_nbytes=0)
         self._datasets: dict[str, h5py.Dataset] = {}
+        self._generated: dict[str, h5py.Dataset] = {}
 
     def __enter__(self) -> EventWriter:
         return self
@@ -303,31 +335,54 @@ class EventWriter:
         if data.weights is not None:
             arrays[lay.weight_dataset] = data.weights.astype(np.float32)
         for k, v in (data.generator or {}).items():
-            arrays[f"{lay.generator_group}/{k}"] = v.astype(np.float32)
-        if self._datasets and set(arrays) != set(self._datasets):
+            # integer labels (the channel) stay integers
+            arrays[f"{lay.generator_group}/{k}"] = v.astype(np.int32 if v.dtype.kind in "iu" else np.float32)
+        self._append(arrays, self._datasets, self.n_events)
+        self.n_events += data.n_events
+
+    def append_generated(self, g: Generated) -> None:
+        """Write generated events' truth after those already written (their own row count: ``n_generated``)."""
+        group = self.layout.generated_group
+        arrays = {f"{group}/pass_selection": g.pass_selection.astype(bool),
+                  f"{group}/channel": g.channel.astype(np.int8)}
+        for particle, feats in g.truth.items():
+            for k, v in feats.items():
+                arrays[f"{group}/{particle}/{k}"] = v.astype(np.int32 if k == "pdgid" else np.float32)
+        if g.weights is not None:
+            arrays[f"{group}/weight"] = g.weights.astype(np.float32)
+        self._append(arrays, self._generated, self.n_generated)
+        self.n_generated += g.n_events
+
+    def _append(self, arrays: dict[str, np.ndarray], datasets: dict[str, h5py.Dataset], start: int) -> None:
+        if datasets and set(arrays) != set(datasets):
             raise DataError(f"{self.path}: a chunk carries different datasets from the first one")
-        n = data.n_events
         for name, a in arrays.items():
-            ds = self._datasets.get(name)
+            ds = datasets.get(name)
             if ds is None:
                 ds = self._file.create_dataset(
                     name, shape=(0, *a.shape[1:]), maxshape=(None, *a.shape[1:]), dtype=a.dtype,
                     # a fixed chunk size: the first append may be small (a generator's first batch)
                     chunks=(self.chunk_events, *a.shape[1:]),
                 )
-                self._datasets[name] = ds
+                datasets[name] = ds
             elif ds.shape[1:] != a.shape[1:]:
                 raise DataError(f"{self.path}: chunk for {name} has shape {a.shape}, file has {ds.shape}")
-            ds.resize(self.n_events + n, axis=0)
-            ds[self.n_events:] = a
-        self.n_events += n
+            ds.resize(start + len(a), axis=0)
+            ds[start:] = a
 
     def close(self) -> None:
         if not self._datasets:
             self.abort()
             raise DataError(f"{self.path}: no events to write")
+        if self._generated:
+            selected = int(self._generated[f"{self.layout.generated_group}/pass_selection"][()].sum())
+            if selected != self.n_events:
+                self.abort()
+                raise DataError(f"{self.path}: {selected} generated events pass the selection, "
+                                f"{self.n_events} events were written")
         # The file declares its own feature lists, so readers can tell a missing dataset from an absent feature.
-        attrs = {"lvd_format": FORMAT_VERSION, **self.attrs, "n_events": self.n_events,
+        extra = {"n_generated": self.n_generated} if self._generated else {}
+        attrs = {"lvd_format": FORMAT_VERSION, **self.attrs, "n_events": self.n_events, **extra,
                  "source_features": [k.rsplit("/", 1)[1] for k in self._datasets
                                      if k.startswith(self.layout.source_group + "/")
                                      and not k.endswith("/" + self.layout.mask_name)],
@@ -366,6 +421,38 @@ def read_events(path: str | os.PathLike, layout: FileLayout = DEFAULT_LAYOUT, *,
     path = Path(path)
     with open_h5(path) as f:
         return _Reader(f, path, layout, rows).read(require_truth=require_truth, read_truth=read_truth)
+
+
+def read_generated(path: str | os.PathLike, layout: FileLayout = DEFAULT_LAYOUT) -> Generated | None:
+    """The ``GENERATED`` group of a file (None when it has none), validated: every decay product's features
+    and pdg id, one length, finite; channels known; as many rows passing the selection as the file has events."""
+    from lvd.data.channels import CHANNELS
+
+    path = Path(path)
+    group = layout.generated_group
+    with open_h5(path) as f:
+        if group not in f:
+            return None
+        r = _Reader(f, path, layout)
+        passed = r.dataset(f"{group}/pass_selection", kind="bool", ndim=1)
+        g = passed.shape[0]
+        channel = r.dataset(f"{group}/channel", kind="int", shape=(g,))
+        truth = {}
+        # the six decay products are required; the generator's own resonances come along
+        extra = [p for p, obj in f[group].items() if isinstance(obj, h5py.Group) and p not in layout.particles]
+        for p in (*layout.particles, *extra):
+            truth[p] = {k: r.dataset(f"{group}/{p}/{k}", shape=(g,)) for k in layout.truth_features}
+            truth[p]["pdgid"] = r.dataset(f"{group}/{p}/pdgid", kind="int", shape=(g,))
+        weights = r.dataset(f"{group}/weight", shape=(g,)) if f"{group}/weight" in f else None
+        n_events = f[f"{layout.source_group}/{layout.mask_name}"].shape[0] if layout.source_group in f else None
+    bad = (channel < 0) | (channel >= len(CHANNELS))
+    if bad.any():
+        raise DataError(f"{path}: dataset {group}/channel has the unknown channel {int(channel[bad][0])} at "
+                        f"generated event {int(np.argmax(bad))} (known: 0-{len(CHANNELS) - 1}, {', '.join(CHANNELS)})")
+    if n_events is not None and int(passed.sum()) != n_events:
+        raise DataError(f"{path}: {int(passed.sum())} rows of {group} pass the selection, the file has "
+                        f"{n_events} events")
+    return Generated(truth=truth, pass_selection=passed, channel=channel, weights=weights)
 
 
 def count_events(path: str | os.PathLike, layout: FileLayout = DEFAULT_LAYOUT) -> int:
@@ -474,7 +561,10 @@ class _Reader:
                                for k in grp}
         generator = None
         if lay.generator_group in f:
-            generator = {k: self.dataset(f"{lay.generator_group}/{k}", shape=(n,)) for k in f[lay.generator_group]}
+            # integer labels (the channel) stay integers; values are checked finite
+            generator = {k: self.dataset(f"{lay.generator_group}/{k}", shape=(n,),
+                                         kind="int" if getattr(obj, "dtype", np.dtype(float)).kind in "iu" else "float")
+                         for k, obj in f[lay.generator_group].items()}
             for k in _POSITIVE_GENERATOR_VALUES:
                 if k in generator and (generator[k] <= 0).any():
                     raise self.fail(f"dataset {lay.generator_group}/{k} is not positive at event "

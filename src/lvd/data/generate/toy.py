@@ -14,7 +14,9 @@ Physics (docs/design.md §7):
 * ``t → W b`` isotropic in the top rest frame; ``W → f f̄'`` with helicity fractions ``F0 = 0.7, FL = 0.3``
   for the charged lepton / down-type fermion; every step is a two-body decay plus exact boosts, so
   four-momentum is conserved at truth level to float64 rounding;
-* one charged lepton (e or μ, either charge, 50/50), the other W to ``ud̄``/``cs̄`` (50/50);
+* one charged lepton (e or μ, either charge, 50/50), the other W to ``ud̄``/``cs̄`` (50/50); or, with
+  ``channels="all"`` (``--keep-unselected``), both Ws at their branching fractions (:mod:`lvd.data.channels`),
+  τ leptons decaying to a collinear e/μ (Michel spectrum) or one τ jet, each event labelled with its channel;
 * ISR recoil: ``pT(tt̄) ~ Gamma(k=1.45, θ=47 GeV)`` balanced by one ISR gluon;
 * crude FSR: each parton above 20 GeV hands, with probability 0.2, a fraction ``z ∈ [0.1, 0.45]`` of its
   momentum to a gluon at ``ΔR ∈ [0.4, 1.2]`` (so 6+ jet events and combinatorial ambiguity occur);
@@ -34,16 +36,19 @@ truth). Generation is chunked (memory stays flat) and every chunk draws from
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
+from typing import Literal
 
 import numpy as np
 
 from lvd import physics
+from lvd.data import channels
 from lvd.data.generate import detector
 from lvd.data.generate.pdf import PdfTable, default_pdf
 from lvd.data.generate.top_mass import TopMass
-from lvd.data.schema import EventData, EventWriter
+from lvd.data.schema import EventData, EventWriter, Generated
 from lvd.errors import LvdError
 
 GEV2_TO_PB = 0.3893794e9
@@ -79,6 +84,9 @@ class ToyConfig:
     iso_drop: float = 0.27
     iso_scale: float = 35.0
     jet_radius: float = 0.4
+    # "signal": every event is tt̄ → (bℓν)(bqq̄') with ℓ = e, μ; "all": the Ws decay at their branching
+    # fractions (τ, dileptonic and all-hadronic events too), each event labelled with its channel
+    channels: Literal["signal", "all"] = "signal"
     proposals_per_chunk: int = 100_000
     detector: detector.DetectorConfig = detector.TOY_DETECTOR
 
@@ -271,6 +279,71 @@ def _mass_of(pdgid: np.ndarray) -> np.ndarray:
     return table[np.abs(pdgid)]
 
 
+def _truth_rows(vectors: dict[str, np.ndarray], pdgid: dict[str, np.ndarray], index: np.ndarray) -> dict:
+    """The file's truth (pt, eta, phi, mass, pdgid per particle) of the events ``index``."""
+    truth = {}
+    for name, v in vectors.items():
+        kin = physics.ptetaphim(detector.rows(v, index))
+        ids = detector.rows(pdgid[name], index).astype(np.int32)
+        # stable particles and quarks were generated at their pole masses: store those exactly
+        mass = _mass_of(ids) if name in physics.DECAY_PRODUCTS else kin[:, 3]
+        truth[name] = {"pt": kin[:, 0], "eta": kin[:, 1], "phi": kin[:, 2], "mass": mass, "pdgid": ids}
+    return truth
+
+
+def _michel_inverse() -> Callable[[np.ndarray], np.ndarray]:
+    """Inverse CDF of the charged lepton's energy fraction z in an unpolarised, relativistic τ → ℓ ν ν̄ decay,
+    ``f(z) = (5 − 9z² + 4z³)/3`` (the lepton collinear with the τ)."""
+    z = np.linspace(0.0, 1.0, 2001)
+    cdf = (5.0 * z - 3.0 * z**3 + z**4) / 3.0
+    return lambda u: np.interp(u, cdf, z)
+
+
+_MICHEL = _michel_inverse()
+
+
+def tau_decay(rng: np.random.Generator, p4: np.ndarray, pdgid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The visible product of each τ in ``p4 [..., 4]`` (ids ``pdgid``; other particles pass through unchanged).
+
+    τ → e ν ν̄ and μ ν ν̄ at their branching fractions leave a charged lepton of the same sign, collinear, with
+    the Michel energy fraction; the rest leave one τ jet (id 0) with a uniform visible fraction (the
+    single-pion spectrum). The neutrinos are invisible. Returns ``(visible p4, visible id)``.
+    """
+    tau = np.abs(pdgid) == 15
+    u = rng.random((2, *pdgid.shape))
+    to_e = u[0] < channels.BR_TAU_ELECTRON
+    to_mu = ~to_e & (u[0] < channels.BR_TAU_ELECTRON + channels.BR_TAU_MUON)
+    leptonic = to_e | to_mu
+    z = np.where(leptonic, _MICHEL(u[1]), u[1])
+    child = np.where(to_e, 11, np.where(to_mu, 13, 0)) * np.sign(pdgid)
+    m_child = np.where(to_e, physics.PDG_MASS[11], np.where(to_mu, physics.PDG_MASS[13], 0.0))
+    p3 = z[..., None] * p4[..., :3]
+    vis = np.concatenate([p3, np.sqrt((p3**2).sum(-1, keepdims=True) + m_child[..., None] ** 2)], axis=-1)
+    return np.where(tau[..., None], vis, p4), np.where(tau, child, pdgid)
+
+
+def _truth_slots(sides: list[dict[str, np.ndarray]], down: np.ndarray, up: np.ndarray, modes: np.ndarray):
+    """The six truth slots and resonances (``vectors``, ``pdgid``) of events in any channel (see
+    :meth:`ToyGenerator.partons_all_channels`): which top's side goes into the ``_lep`` slots, per event."""
+    lep_w = modes != channels.W_HADRONS
+    harder = physics.pt(sides[1]["down"]) > physics.pt(sides[0]["down"])
+    # the leptonic side: the one leptonic W, the harder lepton's of two, the top's of none
+    second = np.where(lep_w[:, 0] & lep_w[:, 1], harder, lep_w[:, 1] & ~lep_w[:, 0])
+    pick = lambda f, other=False: np.where((second ^ other)[:, None], sides[1][f], sides[0][f])  # noqa: E731
+    pick_id = lambda a, other=False: np.where(second ^ other, a[:, 1], a[:, 0])  # noqa: E731
+    sign = np.where(second, -1, 1)  # +1 when the lepton side is the top's
+    f1, f2 = pick("down", True), pick("up", True)
+    f1_id, f2_id = pick_id(down, True), pick_id(up, True)
+    first = physics.pt(f1) >= physics.pt(f2)
+    vectors = {"b_lep": pick("b"), "lepton": pick("down"), "neutrino": pick("up"), "b_had": pick("b", True),
+               "q1": np.where(first[:, None], f1, f2), "q2": np.where(first[:, None], f2, f1),
+               "W_lep": pick("W"), "W_had": pick("W", True), "t_lep": pick("top"), "t_had": pick("top", True)}
+    pdgid = {"b_lep": 5 * sign, "lepton": pick_id(down), "neutrino": pick_id(up), "b_had": -5 * sign,
+             "q1": np.where(first, f1_id, f2_id), "q2": np.where(first, f2_id, f1_id),
+             "W_lep": 24 * sign, "W_had": -24 * sign, "t_lep": 6 * sign, "t_had": -6 * sign}
+    return vectors, pdgid
+
+
 # --- jets -------------------------------------------------------------------------------------
 
 def fsr_split(rng: np.random.Generator, p4: np.ndarray, flav: np.ndarray, valid: np.ndarray,
@@ -384,6 +457,7 @@ class ToyGenerator:
         pilot = self.hard.propose(self._rng(-1), 200_000)
         w = self.hard.weight(pilot)
         self.sigma_pb = float(w.mean())  # averaged over the mass range, if any
+        self.sigma_error_pb = float(w.std() / np.sqrt(len(w)))  # the pilot's Monte Carlo error
         self.mass_norm = None if cfg.top.mass_range is None else mass_normalisation(pilot["m_top"], w, cfg.top)
         # A 200k-proposal pilot fixes the unweighting maximum; proposals above it (recorded in the
         # file attrs as n_overweight) are accepted with probability 1.
@@ -399,12 +473,25 @@ class ToyGenerator:
         to the average), so that accepted events are uniform in it; ``w`` itself at a fixed mass."""
         return w if self.mass_norm is None else w * self.mass_norm(p["m_top"])
 
+    @property
+    def branching_fraction(self) -> float:
+        """The fraction of the tt̄ cross section the generated events stand for (all channels, or the signal)."""
+        return 1.0 if self.cfg.channels == "all" else channels.signal_fraction()
+
     def attrs(self) -> dict:
-        return {"generator": "lvd toy", "process": "pp > t t~ > (b l nu)(b q q'), l = e, mu",
+        process = ("pp > t t~, W decays at their branching fractions (channel per event)" if self.cfg.channels == "all"
+                   else "pp > t t~ > (b l nu)(b q q'), l = e, mu")
+        generated = self.cutflow["generated"]
+        # every generated event has weight 1 and stands for σ·BR / N of cross section
+        luminosity = generated / (1000.0 * self.sigma_pb * self.branching_fraction)
+        return {"generator": "lvd toy", "process": process,
                 "sqrt_s": self.cfg.sqrt_s, "seed": self.seed, "shard": self.shard,
                 "truth_definition": "decay products after ISR recoil, before FSR (exact LO decays)",
                 "detector": "parametric Delphes-ATLAS-like (toy parton->jet response)",
-                "cross_section_pb": self.sigma_pb, "n_overweight": self.n_overweight,
+                "cross_section_pb": self.sigma_pb, "cross_section_error_pb": self.sigma_error_pb,
+                "branching_fraction": self.branching_fraction, "sum_weights_generated": float(generated),
+                "luminosity_inv_fb": luminosity, "channels": list(channels.CHANNELS) if self.cfg.channels == "all"
+                else [channels.CHANNELS[channels.SIGNAL]], "n_overweight": self.n_overweight,
                 "cutflow": dict(self.cutflow), "config": asdict(self.cfg), **self.cfg.top.attrs()}
 
     def chunks(self) -> Iterator[EventData]:
@@ -412,13 +499,6 @@ class ToyGenerator:
         chunk = 0
         while True:
             yield self.generate_chunk(self._rng(chunk))
-            chunk += 1
-
-    def chunks_with_stages(self) -> Iterator[tuple[EventData, np.ndarray]]:
-        """Like :meth:`chunks`, with every generated event's stage; :attr:`cutflow` is left to the caller."""
-        chunk = 0
-        while True:
-            yield self.chunk_with_stages(self._rng(chunk))
             chunk += 1
 
     def generate_chunk(self, rng: np.random.Generator) -> EventData:
@@ -430,34 +510,42 @@ class ToyGenerator:
 
     def chunk_with_stages(self, rng: np.random.Generator) -> tuple[EventData, np.ndarray]:
         """Selected events of one chunk and the stage (cuts passed) of every generated event, in order."""
+        data, stage, _ = self.chunk_with_truth(rng)
+        return data, stage
+
+    def chunk_with_truth(self, rng: np.random.Generator) -> tuple[EventData, np.ndarray, Generated | None]:
+        """Selected events of one chunk, every generated event's stage and, with ``channels="all"``, every
+        generated event's truth and channel (:class:`Generated`)."""
         cfg = self.cfg
         prop = self.hard.propose(rng, cfg.proposals_per_chunk)
         w = self.unweighting_weight(prop, self.hard.weight(prop))
         self.n_overweight += int((w > self.w_max).sum())
         keep = rng.random(w.shape) * self.w_max < w
-        vectors, pdgid, cand, leptons, alive = self.partons(rng, {k: v[keep] for k, v in prop.items()})
-        reco = detector.simulate(cand, self.detector, rng, leptons=leptons)
-        stage = np.zeros(int(keep.sum()), np.int8)  # events dropped before the detector failed the lepton cut
-        stage[alive] = reco.stage
+        accepted = {k: v[keep] for k, v in prop.items()}
+        if cfg.channels == "all":
+            vectors, pdgid, cand, channel = self.partons_all_channels(rng, accepted)
+            reco = detector.simulate(cand, self.detector, rng)
+            stage = reco.stage
+            kept = np.flatnonzero(keep)  # every accepted proposal was built
+        else:
+            vectors, pdgid, cand, leptons, alive = self.partons(rng, accepted)
+            reco = detector.simulate(cand, self.detector, rng, leptons=leptons)
+            stage = np.zeros(int(keep.sum()), np.int8)  # events dropped before the detector failed the lepton cut
+            stage[alive] = reco.stage
+            kept = np.flatnonzero(keep)[alive]
         sel = np.flatnonzero(reco.selected)
-        truth = {}
-        for name, v in vectors.items():
-            kin = physics.ptetaphim(detector.rows(v, sel))
-            ids = detector.rows(pdgid[name], sel).astype(np.int32)
-            # stable particles and quarks were generated at their pole masses: store those exactly
-            mass = _mass_of(ids) if name in physics.DECAY_PRODUCTS else kin[:, 3]
-            truth[name] = {"pt": kin[:, 0], "eta": kin[:, 1], "phi": kin[:, 2], "mass": mass, "pdgid": ids}
-        kept = np.flatnonzero(keep)[alive[sel]]  # the selected events among the proposals
-        generator = {"top_mass": prop["m_top"][kept], "top_width": prop["gamma_top"][kept]}
-        return EventData(source=reco.source, mask=reco.mask, met=reco.met, truth=truth, generator=generator), stage
+        generator = {"top_mass": prop["m_top"][kept[sel]], "top_width": prop["gamma_top"][kept[sel]]}
+        generated = None
+        if cfg.channels == "all":
+            generator["channel"] = channel[sel].astype(np.int32)
+            generated = Generated(truth=_truth_rows(vectors, pdgid, np.arange(len(stage))),
+                                  pass_selection=reco.selected.copy(), channel=channel)
+        data = EventData(source=reco.source, mask=reco.mask, met=reco.met, truth=_truth_rows(vectors, pdgid, sel),
+                         generator=generator)
+        return data, stage, generated
 
-    def partons(self, rng: np.random.Generator, p: dict[str, np.ndarray]):
-        """Tops, decays, ISR and jet candidates for accepted proposals.
-
-        Returns ``(vectors, pdgid, candidates, leptons, alive)``: truth four-vectors and ids per particle for
-        the events handed to the detector, their reconstructed leptons, and their indices among the input
-        events (the others failed the lepton selection and were not built further, see below).
-        """
+    def _tops(self, rng: np.random.Generator, p: dict[str, np.ndarray]):
+        """The top ``t1`` and the anti-top ``t2`` in the lab ``[n, 4]``, and the ISR recoil's pT, φ and rapidity."""
         cfg = self.cfg
         n = p["m1"].shape[0]
         # tt̄ rest frame (z = the beam axis), then one boost to the lab including the ISR recoil
@@ -472,8 +560,19 @@ class ToyGenerator:
                            mt_tt * np.sinh(p["y"]), mt_tt * np.cosh(p["y"])], axis=-1)
         beta = physics.velocity(system)
         tops = physics.boost(np.stack([t1, t2], axis=1), beta[:, None])
-        t1, t2 = tops[:, 0], tops[:, 1]
         y_isr = p["y"] + cfg.isr_rapidity_spread * rng.standard_normal(n)
+        return tops[:, 0], tops[:, 1], pt_isr, phi_isr, y_isr
+
+    def partons(self, rng: np.random.Generator, p: dict[str, np.ndarray]):
+        """Tops, decays, ISR and jet candidates for accepted proposals.
+
+        Returns ``(vectors, pdgid, candidates, leptons, alive)``: truth four-vectors and ids per particle for
+        the events handed to the detector, their reconstructed leptons, and their indices among the input
+        events (the others failed the lepton selection and were not built further, see below).
+        """
+        cfg = self.cfg
+        n = p["m1"].shape[0]
+        t1, t2, pt_isr, phi_isr, y_isr = self._tops(rng, p)
 
         ids = _flavours(rng, n)
         lep_is_top = (ids["b_lep"] > 0)[:, None]
@@ -485,9 +584,7 @@ class ToyGenerator:
         # The lepton is isolated with a pT-dependent probability (calibrated on Pythia) and then goes through
         # the detector's lepton reconstruction and selection first: the rest of an event without exactly
         # one selected lepton is never built (it counts as generated and failing the lepton cut).
-        lep_pt = physics.pt(lep["down"])
-        iso_eff = cfg.iso_max - cfg.iso_drop * np.exp(-np.maximum(lep_pt - 20.0, 0.0) / cfg.iso_scale)
-        isolated = (rng.random(n) < iso_eff)[:, None]
+        isolated = self.isolation(rng, physics.pt(lep["down"]))[:, None]
         leptons = detector.reconstruct_leptons(lep["down"][:, None], ids["lepton"][:, None], isolated,
                                                np.ones((n, 1), bool), self.detector, rng)
         a = np.flatnonzero(leptons.one_lepton)
@@ -517,6 +614,64 @@ class ToyGenerator:
         flav = np.stack([np.full(m, 5), np.full(m, 5), light(q1_id), light(q2_id), np.zeros(m, int)], axis=1)
         valid = np.ones((m, 5), bool)
         valid[:, 4] = pt_isr[a] > 1.0
+        cand = self._candidates(rng, partons, flav, valid, lep["down"][:, None], ids["lepton"][:, None],
+                                np.ones((m, 1), bool), np.ones((m, 1), bool))
+        return vectors, pdgid, cand, leptons.take(a), a
+
+    def partons_all_channels(self, rng: np.random.Generator, p: dict[str, np.ndarray]):
+        """Tops, decays in every channel, ISR and jet candidates for all accepted proposals (``channels="all"``).
+
+        Returns ``(vectors, pdgid, candidates, channel)`` for every event. The six truth slots hold the two tops'
+        decay products in every channel: ``b_lep, lepton, neutrino`` the side of the W that decayed to a lepton
+        (τ included; in dileptonic events the side of the harder charged lepton; in all-hadronic events the
+        top's side, its quarks in ``lepton``/``neutrino``), ``b_had, q1, q2`` the other side with the harder of
+        its two fermions in ``q1``. The pdg ids say what each slot holds.
+        """
+        cfg = self.cfg
+        n = p["m1"].shape[0]
+        t1, t2, pt_isr, phi_isr, y_isr = self._tops(rng, p)
+        modes = channels.draw_w_modes(rng, (n, 2))  # the W⁺ of the top, the W⁻ of the anti-top
+        side_sign = np.array([1, -1])
+        hadronic = modes == channels.W_HADRONS
+        charged = np.array([11, 13, 15, 0])[modes]
+        cs = rng.random((n, 2)) < 0.5  # W → c s̄ instead of u d̄
+        # W⁺ → ℓ⁺ ν or u d̄: the down-type fermion (ℓ⁺, d̄) has the sign opposite to the top's
+        down = np.where(hadronic, np.where(cs, 3, 1), charged) * -side_sign
+        up = np.where(hadronic, np.where(cs, 4, 2), charged + 1) * side_sign
+        lo_w, hi_w = cfg.m_w - cfg.bw_cut * cfg.gamma_w, cfg.m_w + cfg.bw_cut * cfg.gamma_w
+        m_w = breit_wigner(rng, 2 * n, cfg.m_w, cfg.gamma_w, lo_w, hi_w).reshape(2, n)
+        sides = [decay_top(rng, top, m_w[i], physics.PDG_MASS[5], _mass_of(down[:, i]), _mass_of(up[:, i]), cfg)
+                 for i, top in enumerate((t1, t2))]
+        down_p4 = np.stack([sd["down"] for sd in sides], axis=1)  # [n, 2, 4]
+        visible, visible_id = tau_decay(rng, down_p4, down)
+
+        # the detector sees the W leptons (or what their τ left) and jets from quarks, hadronic τs and ISR
+        lep_valid = np.isin(np.abs(visible_id), (11, 13))
+        isolated = self.isolation(rng, physics.pt(visible))
+        tau_jet = (np.abs(down) == 15) & (visible_id == 0)
+        isr = physics.p4_from_ptetaphim(pt_isr, y_isr, phi_isr + np.pi, np.zeros(n))
+        zero = np.zeros((n, 4))
+        slots = [sides[0]["b"], sides[1]["b"]]
+        slots += [np.where(hadronic[:, i, None], sides[i][f], zero) for i in (0, 1) for f in ("down", "up")]
+        slots += [np.where(tau_jet[:, i, None], visible[:, i], zero) for i in (0, 1)]
+        partons = np.stack([*slots, isr], axis=1)  # [n, 9, 4]
+        light = lambda i: np.where(np.abs(i) == 4, 4, 0)  # noqa: E731  (c quarks can be mistagged as b)
+        flav = np.stack([np.full(n, 5), np.full(n, 5), light(down[:, 0]), light(up[:, 0]), light(down[:, 1]),
+                         light(up[:, 1]), np.zeros(n, int), np.zeros(n, int), np.zeros(n, int)], axis=1)
+        valid = np.concatenate([np.ones((n, 2), bool), np.repeat(hadronic, 2, axis=1), tau_jet,
+                                (pt_isr > 1.0)[:, None]], axis=1)
+        cand = self._candidates(rng, partons, flav, valid, np.where(lep_valid[..., None], visible, 0.0),
+                                np.where(lep_valid, visible_id, 0), isolated & lep_valid, lep_valid)
+        channel = channels.channel_of(modes[:, 0], modes[:, 1])
+        vectors, pdgid = _truth_slots(sides, down, up, modes)
+        return vectors, pdgid, cand, channel
+
+    def _candidates(self, rng: np.random.Generator, partons, flav, valid, lep_p4, lep_pdgid, lep_isolated,
+                    lep_valid) -> detector.Candidates:
+        """The detector's input from visible partons ``[m, P, 4]`` (FSR, extra jets, merging, jet masses
+        happen here) and lepton candidates ``[m, L, ...]``."""
+        cfg = self.cfg
+        m = partons.shape[0]
         if cfg.fsr:
             partons, flav, valid = fsr_split(rng, partons, flav, valid, cfg)
         soft_pxy = np.zeros((m, 2))
@@ -531,28 +686,42 @@ class ToyGenerator:
         e, k = np.nonzero(valid)
         m_jet[e, k] = jet_mass(rng, physics.pt(partons[e, k]))
         jets = physics.p4_from_pxpypzm(partons[..., 0], partons[..., 1], partons[..., 2], m_jet)
-        cand = detector.Candidates(
+        return detector.Candidates(
             jet_p4=np.where(valid[..., None], jets, 0.0), jet_flavour=flav, jet_valid=valid,
-            lep_p4=lep["down"][:, None], lep_pdgid=ids["lepton"][:, None],
-            lep_isolated=np.ones((m, 1), bool), lep_valid=np.ones((m, 1), bool),
+            lep_p4=lep_p4, lep_pdgid=lep_pdgid, lep_isolated=lep_isolated, lep_valid=lep_valid,
             soft_pxy=soft_pxy, soft_sumet=np.hypot(soft_pxy[:, 0], soft_pxy[:, 1]))
-        return vectors, pdgid, cand, leptons.take(a), a
+
+    def isolation(self, rng: np.random.Generator, lepton_pt: np.ndarray) -> np.ndarray:
+        """Whether each lepton is isolated (× identified before the detector's efficiency), by its pT."""
+        cfg = self.cfg
+        eff = cfg.iso_max - cfg.iso_drop * np.exp(-np.maximum(lepton_pt - 20.0, 0.0) / cfg.iso_scale)
+        return rng.random(lepton_pt.shape) < eff
 
 
 def generate_file(path, n_events: int, seed: int = 0, cfg: ToyConfig = ToyConfig(), shard: int = 0,
-                  on_progress: Callable[[int], None] | None = None) -> dict:
-    """Write exactly ``n_events`` selected events to ``path`` (atomically); returns the file attrs."""
+                  on_progress: Callable[[int], None] | None = None, keep_unselected: bool = False) -> dict:
+    """Write exactly ``n_events`` selected events to ``path`` (atomically); returns the file attrs.
+
+    ``keep_unselected``: every tt̄ channel at its branching fraction, and the truth of every generated event up
+    to the last selected one written, in ``GENERATED`` (docs/format.md).
+    """
+    if keep_unselected:
+        cfg = replace(cfg, channels="all")
     gen = ToyGenerator(cfg, seed=seed, shard=shard)
     with EventWriter(path) as writer:
-        for chunk, stage in gen.chunks_with_stages():
+        for index in itertools.count():  # chunk k draws from its own seeded stream
+            if writer.n_events >= n_events:
+                break
+            chunk, stage, generated = gen.chunk_with_truth(gen._rng(index))
             take = min(chunk.n_events, n_events - writer.n_events)
             writer.append(chunk.take(slice(0, take)))
             # the cut flow counts the generated events up to the last one written: exact efficiencies
-            for k, v in detector.cutflow_of(detector.through_selected(stage, take)).items():
+            through = detector.through_selected(stage, take)
+            for k, v in detector.cutflow_of(through).items():
                 gen.cutflow[k] += v
+            if keep_unselected:
+                writer.append_generated(generated.take(slice(0, len(through))))
             if on_progress is not None:
                 on_progress(take)
-            if writer.n_events >= n_events:
-                break
         writer.attrs = gen.attrs()
     return writer.attrs
