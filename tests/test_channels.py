@@ -130,3 +130,30 @@ def test_malformed_generated_rows_are_refused(all_channels, tmp_path, edit, mess
         edit(f)
     with pytest.raises(DataError, match=message):
         read_generated(bad)
+
+
+def test_merged_shards_keep_their_generated_events_and_luminosity(all_channels, tmp_path):
+    from lvd.data.merge import merge_files
+
+    path, attrs = all_channels
+    other = tmp_path / "other.h5"
+    attrs2 = toy.generate_file(other, 1000, seed=22, keep_unselected=True)
+    out = tmp_path / "merged.h5"
+    merge_files(out, [path, other])
+    g, g1, g2 = read_generated(out), read_generated(path), read_generated(other)
+    assert g.n_events == g1.n_events + g2.n_events
+    np.testing.assert_array_equal(g.truth["lepton"]["pt"], np.concatenate([g1.truth["lepton"]["pt"],
+                                                                           g2.truth["lepton"]["pt"]]))
+    with h5py.File(out) as f:
+        merged = {k: f.attrs[k] for k in ("cross_section_pb", "cross_section_error_pb", "sum_weights_generated",
+                                          "luminosity_inv_fb", "n_generated")}
+    w1, w2 = attrs["cross_section_error_pb"] ** -2, attrs2["cross_section_error_pb"] ** -2
+    sigma = (attrs["cross_section_pb"] * w1 + attrs2["cross_section_pb"] * w2) / (w1 + w2)
+    assert merged["cross_section_pb"] == pytest.approx(sigma, rel=1e-12)
+    assert merged["cross_section_error_pb"] == pytest.approx((w1 + w2) ** -0.5, rel=1e-12)
+    assert merged["sum_weights_generated"] == merged["n_generated"] == g.n_events
+    assert merged["luminosity_inv_fb"] == pytest.approx(g.n_events / (1000 * sigma), rel=1e-12)
+    signal_only = tmp_path / "signal.h5"
+    toy.generate_file(signal_only, 100, seed=23)
+    with pytest.raises(DataError, match="cannot merge"):
+        merge_files(tmp_path / "bad.h5", [path, signal_only])
