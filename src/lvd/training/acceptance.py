@@ -1,0 +1,240 @@
+"""Training the selection efficiency ε(partons) and the fake probability f(detector) of a generated sample.
+
+A file generated with ``--keep-unselected`` (docs/format.md) holds what both need: the truth of every generated
+event with its ``pass_selection`` flag and channel (``GENERATED``), and the selected events with their channel
+(``GENERATOR/channel``). ε is trained on the generated signal events, f on the selected events of every
+channel. Each is a weighted binary classifier (:mod:`lvd.models.classifier`) fitted by Adam on batches drawn
+from ``(seed, step)``, keeping the parameters of the best validation loss; the same seed and file give the same
+classifier. Saved as ``meta.json`` (options, standardisation, history) and ``params.npz`` (arrays only, read
+without pickle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from lvd.config import DataOptions
+from lvd.data import channels
+from lvd.data.representation import detector_arrays
+from lvd.data.schema import EventData, Generated, StagedFile, read_events, read_generated
+from lvd.errors import DataError, LvdError
+from lvd.models.classifier import (
+    DetectorClassifier,
+    PartonClassifier,
+    binary_cross_entropy,
+    parton_features,
+)
+
+
+@dataclass(frozen=True)
+class AcceptanceOptions:
+    """The two classifiers' sizes and their training (the same for both)."""
+
+    width: int = 64
+    blocks: int = 2  # residual blocks of the parton classifier
+    detector_layers: int = 2  # transformer blocks of the detector classifier
+    num_heads: int = 4
+    steps: int = 3000
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    validation_fraction: float = 0.1
+    validate_every: int = 100
+    seed: int = 0
+
+
+@dataclass
+class Classifier:
+    """A trained classifier: its module, the standardisation of its inputs and how it was trained."""
+
+    kind: str  # "efficiency" or "fakes"
+    model: nnx.Module
+    mean: list[np.ndarray]  # per input array, over its last axis
+    std: list[np.ndarray]
+    options: AcceptanceOptions
+    history: list[dict[str, float]]
+
+    def _standardise(self, inputs: list[jax.Array]) -> list[jax.Array]:
+        return [(x - m) / s for x, m, s in zip(inputs, self.mean, self.std, strict=True)]
+
+    def probability(self, *inputs: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """The classifier's probability for each event: ε for parton four-vectors ``[N, 6, 4]``; f for
+        detector ``(objects, mask, met)`` as :func:`lvd.data.representation.detector_arrays` returns them."""
+        graphdef, state = nnx.split(self.model)
+        kind = self.kind
+
+        @jax.jit
+        def run(state, *xs):
+            model = nnx.merge(graphdef, state)
+            if kind == "efficiency":
+                return jax.nn.sigmoid(model(self._standardise([parton_features(xs[0])])[0]))
+            objects, met = self._standardise([xs[0], xs[2]])
+            return jax.nn.sigmoid(model(objects * xs[1][..., None], xs[1], met))
+
+        n = inputs[0].shape[0]
+        b = max(1, min(batch_size, n))
+        out = []
+        for i in range(0, n, b):
+            # every call has the same shape (the last chunk padded): one compilation
+            chunk = [np.concatenate([x[i:i + b], np.repeat(x[:1], max(0, i + b - n), axis=0)]) for x in inputs]
+            out.append(np.asarray(run(state, *map(jnp.asarray, chunk)))[: min(b, n - i)])
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+# --- fitting ---------------------------------------------------------------------------------------------
+
+def fit(model: nnx.Module, apply: Callable[..., jax.Array], inputs: list[np.ndarray], labels: np.ndarray,
+        weights: np.ndarray, opts: AcceptanceOptions) -> tuple[nnx.Module, list[dict[str, float]]]:
+    """Minimise the weighted binary cross entropy of ``apply(model, *batch_inputs)`` (logits); returns the model
+    at its best validation loss and the history. Validation events are a seeded random ``validation_fraction``."""
+    n = len(labels)
+    order = np.random.default_rng([opts.seed, 0]).permutation(n)
+    n_val = max(1, int(round(opts.validation_fraction * n)))
+    val, train = order[:n_val], order[n_val:]
+    if len(train) == 0 or np.unique(labels[train]).size < 2:
+        raise LvdError(f"classifier: {len(train)} training events, with one class only; need both")
+    graphdef, params = nnx.split(model)
+    # a cosine decay to zero: the last steps average the batches' noise out, so the probabilities end calibrated
+    tx = optax.adam(optax.cosine_decay_schedule(opts.learning_rate, opts.steps))
+    opt_state = tx.init(params)
+
+    def loss(params, xs, y, w):
+        return binary_cross_entropy(apply(nnx.merge(graphdef, params), *xs), y, w)
+
+    @jax.jit
+    def step(params, opt_state, xs, y, w):
+        value, grads = jax.value_and_grad(loss)(params, xs, y, w)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    evaluate = jax.jit(lambda params, xs, y, w: loss(params, xs, y, w) * jnp.sum(w))
+    take = lambda idx: ([jnp.asarray(x[idx]) for x in inputs], jnp.asarray(labels[idx]),  # noqa: E731
+                        jnp.asarray(weights[idx]))
+
+    def validation(params) -> float:
+        chunks = [val[i:i + 8192] for i in range(0, len(val), 8192)]
+        total = sum(float(evaluate(params, *take(c))) for c in chunks)
+        return total / float(weights[val].sum())
+
+    best, best_loss, history = params, validation(params), []
+    for i in range(1, opts.steps + 1):
+        idx = train[np.random.default_rng([opts.seed, i]).integers(0, len(train), opts.batch_size)]
+        params, opt_state, value = step(params, opt_state, *take(idx))
+        if i % opts.validate_every == 0 or i == opts.steps:
+            v = validation(params)
+            history.append({"step": i, "train": float(value), "validation": v})
+            if v < best_loss:
+                best, best_loss = params, v
+    return nnx.merge(graphdef, best), history
+
+
+def _moments(x: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    flat = x.reshape(-1, x.shape[-1]) if valid is None else x[valid]
+    mean, std = flat.mean(0), flat.std(0)
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
+def train_efficiency(generated: Generated, opts: AcceptanceOptions = AcceptanceOptions()) -> Classifier:
+    """ε(partons) from the generated signal events: label ``pass_selection``, weights the generator's."""
+    signal = np.flatnonzero(generated.channel == channels.SIGNAL)
+    if len(signal) == 0:
+        raise LvdError("efficiency: no generated event of the signal channel")
+    g = generated.take(signal)
+    p4 = np.asarray(_truth_p4(g.truth), np.float32)
+    features = np.asarray(parton_features(jnp.asarray(p4)))
+    mean, std = _moments(features)
+    model = PartonClassifier(opts.width, opts.blocks, rngs=nnx.Rngs(opts.seed))
+    model, history = fit(model, lambda m, x: m(x), [(features - mean) / std],
+                         g.pass_selection.astype(np.float32), g.event_weights().astype(np.float32), opts)
+    return Classifier("efficiency", model, [mean], [std], opts, history)
+
+
+def train_fakes(data: EventData, data_opts: DataOptions, opts: AcceptanceOptions = AcceptanceOptions()
+                ) -> Classifier:
+    """f(detector) from the selected events: label 1 for every channel but the signal."""
+    if data.generator is None or "channel" not in data.generator:
+        raise LvdError("fakes: the events carry no channel (GENERATOR/channel); generate with --keep-unselected")
+    objects, mask, met = detector_arrays(data, data_opts)
+    (om, os_), (mm, ms) = _moments(objects, mask), _moments(met)
+    model = DetectorClassifier(objects.shape[-1], met.shape[-1], opts.width, opts.detector_layers, opts.num_heads,
+                               rngs=nnx.Rngs(opts.seed))
+    inputs = [(objects - om) / os_ * mask[..., None], mask, (met - mm) / ms]
+    labels = (data.generator["channel"] != channels.SIGNAL).astype(np.float32)
+    model, history = fit(model, lambda m, o, k, e: m(o, k, e), inputs, labels,
+                         data.event_weights().astype(np.float32), opts)
+    return Classifier("fakes", model, [om, mm], [os_, ms], opts, history)
+
+
+def _truth_p4(truth: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
+    from lvd import physics
+
+    return np.stack([physics.p4_from_ptetaphim(*(truth[p][k].astype(np.float64) for k in ("pt", "eta", "phi", "mass")))
+                     for p in physics.DECAY_PRODUCTS], axis=-2)
+
+
+def train_acceptance(path: str | os.PathLike, data_opts: DataOptions | None = None,
+                     opts: AcceptanceOptions = AcceptanceOptions()) -> tuple[Classifier, Classifier]:
+    """ε and f of the sample in ``path`` (written with ``--keep-unselected``); ``data_opts``: how detector
+    events are represented (default: lvd's)."""
+    data_opts = data_opts or DataOptions()
+    generated = read_generated(path)
+    if generated is None:
+        raise DataError(f"{path}: no generated events' truth (GENERATED); generate with --keep-unselected")
+    return train_efficiency(generated, opts), train_fakes(read_events(path), data_opts, opts)
+
+
+# --- storage ---------------------------------------------------------------------------------------------
+
+def save(c: Classifier, folder: str | os.PathLike) -> Path:
+    """``folder/meta.json`` and ``folder/params.npz`` (each written atomically)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    flat = {"/".join(map(str, k)): np.asarray(v) for k, v in nnx.to_flat_state(nnx.state(c.model, nnx.Param))}
+    staged = StagedFile(folder / "params.npz")
+    with open(staged.tmp, "wb") as f:
+        np.savez(f, **flat)
+    staged.commit()
+    meta = {"kind": c.kind, "options": dataclasses.asdict(c.options), "history": c.history,
+            "mean": [m.tolist() for m in c.mean], "std": [s.tolist() for s in c.std],
+            "shapes": {"object_features": len(c.mean[0]), "met_features": len(c.mean[-1])}}
+    staged = StagedFile(folder / "meta.json")
+    Path(staged.tmp).write_text(json.dumps(meta))
+    staged.commit()
+    return folder
+
+
+def load(folder: str | os.PathLike) -> Classifier:
+    folder = Path(folder)
+    try:
+        meta: dict[str, Any] = json.loads((folder / "meta.json").read_text())
+        arrays = dict(np.load(folder / "params.npz", allow_pickle=False))
+    except (OSError, ValueError) as e:
+        raise LvdError(f"{folder}: not a saved classifier ({e})") from None
+    opts = AcceptanceOptions(**meta["options"])
+    rngs = nnx.Rngs(0)
+    if meta["kind"] == "efficiency":
+        model = PartonClassifier(opts.width, opts.blocks, rngs=rngs)
+    else:
+        model = DetectorClassifier(meta["shapes"]["object_features"], meta["shapes"]["met_features"], opts.width,
+                                   opts.detector_layers, opts.num_heads, rngs=rngs)
+    state = nnx.state(model, nnx.Param)
+    flat = dict(nnx.to_flat_state(state))
+    for key in flat:
+        name = "/".join(map(str, key))
+        if name not in arrays or arrays[name].shape != flat[key].shape:
+            raise LvdError(f"{folder}/params.npz: parameter {name} is missing or has the wrong shape")
+        flat[key] = flat[key].replace(jnp.asarray(arrays[name]))
+    nnx.update(model, nnx.from_flat_state(flat))
+    return Classifier(meta["kind"], model, [np.asarray(m, np.float32) for m in meta["mean"]],
+                      [np.asarray(s, np.float32) for s in meta["std"]], opts, meta["history"])
