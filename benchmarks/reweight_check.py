@@ -33,7 +33,7 @@ from lvd.data.prior import PRIOR_HISTOGRAMS_ATTR, bin_index, prior_observables
 from lvd.data.schema import EventWriter, read_events, source_layout
 from lvd.evaluation.observables import decay_p4
 from lvd.evaluation.reweight import reweight_file
-from lvd.training.run import Checkpoint
+from lvd.runs.run import Checkpoint
 
 OBSERVABLES = {"pt_t_had": np.linspace(0, 500, 21), "pt_t_lep": np.linspace(0, 500, 21),
                "m_ttbar": np.linspace(340, 1200, 21), "pt_ttbar": np.linspace(0, 200, 21)}

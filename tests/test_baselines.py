@@ -16,8 +16,8 @@ from lvd.models.baselines.cinn import CINN
 from lvd.models.baselines.cvae import CVAE
 from lvd.models.baselines.vdm import VDM
 from lvd.models.vae import gaussian_kl, gaussian_kl_between
+from lvd.runs import checkpoint as ckpt
 from lvd.sampling.unfold import unfold_file
-from lvd.training import checkpoint as ckpt
 from lvd.training.loop import train
 
 D = 55

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tolerance import tolerance
 
-from lvd.training import checkpoint as ckpt
+from lvd.runs import checkpoint as ckpt
 
 HERE = Path(__file__).parent
 # float32 roundings on a sample's dependency path, at the samples' scale: a few sampler steps, ~4 each

@@ -46,8 +46,8 @@ def test_ensemble_members_differ_only_in_seed_and_a_rerun_continues(ensemble, ti
     import jax
 
     from lvd import config
+    from lvd.runs.run import Checkpoint
     from lvd.training.ensemble import plan
-    from lvd.training.run import Checkpoint
 
     a, b = (Checkpoint.open(ensemble / f"ens-{m}") for m in (0, 1))
     assert (a.options.name, b.options.name) == ("ens-0", "ens-1")
@@ -108,7 +108,7 @@ def test_pooled_unfolding_is_each_members_own_unfolding(ensemble, tiny_file, tmp
 
 @pytest.mark.slow  # trains a 2-member ensemble (~60 s on 2 cores, shared by the three)
 def test_incompatible_runs_are_refused(ensemble, tiny_file, tmp_path, run_cli):
-    from lvd.training.run import Checkpoint
+    from lvd.runs.run import Checkpoint
 
     ck = Checkpoint.open(ensemble / "ens-0")
     other = ck.export(tmp_path / "paper", normalizer={**ck.meta["normalizer"], "parton_representation": "paper"})

@@ -21,7 +21,7 @@ from lvd.distributed import make_mesh
 from lvd.errors import CheckpointError
 from lvd.models.base import Dims
 from lvd.models.registry import build_model
-from lvd.training import checkpoint as ckpt
+from lvd.runs import checkpoint as ckpt
 from lvd.training.loop import train
 from lvd.training.state import init_state
 from lvd.training.step import make_train_step

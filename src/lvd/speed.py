@@ -34,9 +34,9 @@ from lvd.data.schema import concatenate
 from lvd.distributed import make_mesh
 from lvd.models.base import Dims
 from lvd.models.registry import build_model
+from lvd.runs import checkpoint as ckpt
+from lvd.runs.run import new_run_dir
 from lvd.sampling.unfold import Unfolder
-from lvd.training import checkpoint as ckpt
-from lvd.training.run import new_run_dir
 from lvd.training.state import init_state
 from lvd.training.step import make_train_step
 

@@ -12,6 +12,7 @@ from lvd import distributed
 from lvd.cli.progress import console, progress_bar
 from lvd.data.schema import count_events
 from lvd.errors import LvdError
+from lvd.runs.run import Checkpoint
 from lvd.sampling.unfold import (
     Unfolder,
     check_members,
@@ -19,7 +20,6 @@ from lvd.sampling.unfold import (
     unfold_ensemble,
     unfold_file,
 )
-from lvd.training.run import Checkpoint
 
 # A key=value override: a dotted option name, then '='. Paths are everything else (a path with a folder in it
 # never matches, since '/' is not part of a name).

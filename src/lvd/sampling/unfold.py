@@ -42,7 +42,7 @@ from lvd.data.vectors import to_awkward
 from lvd.distributed import make_mesh
 from lvd.errors import OptionsError
 from lvd.models.samplers import resolve_spacing
-from lvd.training.run import Checkpoint
+from lvd.runs.run import Checkpoint
 from lvd.version import __version__
 
 UNFOLDED_FEATURES = ("pt", "eta", "phi", "mass", "energy")

@@ -1,1 +1,1 @@
-"""Training: state and optimisers, the jitted step, checkpoints, and the loop."""
+"""Training: optimisers and the initial state, the jitted step, the hooks (checkpoints, logs) and the loop."""

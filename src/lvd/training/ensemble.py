@@ -24,9 +24,9 @@ from typing import Any
 from lvd import distributed
 from lvd.config import Options
 from lvd.errors import CheckpointError, LvdError
+from lvd.runs.run import Checkpoint, resumable
 from lvd.training.hooks import Hook
 from lvd.training.loop import TrainResult, train
-from lvd.training.run import Checkpoint, resumable
 
 FINISHED = ("steps", "stop_at")  # how a member that needs no more training stopped
 

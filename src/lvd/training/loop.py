@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -33,6 +34,8 @@ from lvd.distributed import make_mesh
 from lvd.errors import CheckpointError, TrainingError
 from lvd.models.base import Dims
 from lvd.models.registry import build_model
+from lvd.runs.run import Checkpoint, frozen_parts, graft, new_run_dir, resumable
+from lvd.runs.state import TrainState
 from lvd.training.hooks import (
     Hook,
     LogTrain,
@@ -41,7 +44,6 @@ from lvd.training.hooks import (
     SaveLatest,
     Validate,
 )
-from lvd.training.run import Checkpoint, frozen_parts, graft, new_run_dir, resumable
 from lvd.training.signals import StopRequest
 from lvd.training.state import init_state
 from lvd.training.trainer import Trainer
@@ -118,7 +120,7 @@ def prepare(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.P
             report: Callable[[str], None] | None = None, mesh=None) -> Trainer:
     """Data, mesh, model, state and run folder of a new, resumed or warm-started run.
 
-    With a checkpoint whose options equal ``opts`` (up to :data:`lvd.training.run.RESUMABLE_CHANGES`) the run is
+    With a checkpoint whose options equal ``opts`` (up to :data:`lvd.runs.run.RESUMABLE_CHANGES`) the run is
     resumed in its own folder and continues exactly: the next step equals the step the uninterrupted run would
     have taken. Otherwise its parameters (and EMA) initialise a new run (e.g. the fine-tuning stage).
     """
@@ -146,13 +148,13 @@ def prepare(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.P
     mesh = mesh or make_mesh()
     replicated = NamedSharding(mesh, P())
     if mode == "resume":
-        graphdef, state = source.train_state(replicated)
+        graphdef, state = _restored(source, source.options, replicated)
         run_dir = source.run_dir
     else:
         graphdef, state = init_state(build_model(opts, Dims.from_normalizer(norm)), opts)
         state = jax.device_put(state, replicated)
         if mode == "warm start":
-            _, loaded = source.train_state(replicated, opts)
+            _, loaded = _restored(source, opts, replicated)
             state = state.replace(main=loaded.main, sched=loaded.sched, rest=loaded.rest, ema_main=loaded.ema_main,
                                   ema_sched=loaded.ema_sched)
         if frozen is not None:
@@ -183,3 +185,10 @@ def prepare(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.P
     if mode == "resume":
         trainer.best_validation = float(source.meta.get("best_validation", math.inf))
     return trainer
+
+
+def _restored(source: Checkpoint, opts: Options, sharding) -> tuple[nnx.GraphDef, TrainState]:
+    """Graph definition and the train state of ``source`` restored for training with ``opts`` (the stored options to
+    resume; other options, which must build the same architecture, to warm-start)."""
+    graphdef, template = init_state(source.abstract_model(opts), opts, abstract=True)
+    return graphdef, source.train_state(template, sharding)

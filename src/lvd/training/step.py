@@ -15,7 +15,8 @@ from lvd.config import Options
 from lvd.data.loader import Batch
 from lvd.distributed import make_mesh
 from lvd.models.base import loss_scales
-from lvd.training.state import TrainState, merge, optimizers
+from lvd.runs.state import TrainState, merge
+from lvd.training.state import optimizers
 
 VALIDATION_KEY_OFFSET = 1_000_003  # validation keys never coincide with a training step's
 

@@ -19,10 +19,10 @@ from lvd.data.loader import Loader
 from lvd.data.representation import Arrays, Normalizer
 from lvd.models.base import UnfoldingModel
 from lvd.models.registry import model_class
-from lvd.training import checkpoint as ckpt
+from lvd.runs import checkpoint as ckpt
+from lvd.runs.state import TrainState
 from lvd.training.logs import MetricsLog, NoLog
 from lvd.training.signals import STOP_SIGNALS, StopRequest
-from lvd.training.state import TrainState
 from lvd.training.step import make_eval_step, make_train_step
 
 # what may stop a run early, in the order process 0 broadcasts them (index 0: no stop)

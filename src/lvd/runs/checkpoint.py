@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from lvd.distributed import make_mesh
 from lvd.errors import CheckpointError
-from lvd.training.state import EmaParams, TrainState, from_pure, to_pure
+from lvd.runs.state import EmaParams, TrainState, from_pure, to_pure
 
 KINDS = ("latest", "best")
 

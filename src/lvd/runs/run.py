@@ -1,6 +1,6 @@
 """A run on disk, restored: the one place that turns a checkpoint back into options, normaliser, model and state.
 
-Training (resume, warm start, a frozen pre-trained part), unfolding and the benchmark all go through
+Training (resume, warm start, a frozen pre-trained part) and unfolding both go through
 :class:`Checkpoint`; nothing else reads checkpoint metadata or rebuilds a model from it::
 
     ck = Checkpoint.open("runs/lvd-small")          # best checkpoint of the newest version (metadata only)
@@ -29,8 +29,8 @@ from lvd.data.schema import FileLayout
 from lvd.errors import CheckpointError
 from lvd.models.base import Dims, UnfoldingModel
 from lvd.models.registry import build_model, model_class
-from lvd.training import checkpoint as ckpt
-from lvd.training.state import EmaParams, TrainState, ema_template, init_state
+from lvd.runs import checkpoint as ckpt
+from lvd.runs.state import EmaParams, TrainState, ema_template
 
 # Options that may change when a run is resumed without making it a different run.
 RESUMABLE_CHANGES = ("name", "train.steps", "train.time_limit_minutes", "train.stop_at", "train.log_every", "train.validate_every",
@@ -72,12 +72,11 @@ class Checkpoint:
         """The model these options (default: the stored ones) build, shapes only."""
         return build_model(opts or self.options, self.dims, abstract=True)
 
-    def train_state(self, sharding=None, opts: Options | None = None) -> tuple[nnx.GraphDef, TrainState]:
-        """Graph definition and the whole train state (parameters, optimisers, EMA, step), for training with
-        ``opts`` (default: the stored options; other options must build the same architecture)."""
-        opts = opts or self.options
-        graphdef, template = init_state(self.abstract_model(opts), opts, abstract=True)
-        return graphdef, ckpt.restore_state(self.step_dir, template, sharding)
+    def train_state(self, template: TrainState, sharding=None) -> TrainState:
+        """The whole train state (parameters, optimisers, EMA, step) restored into the structure of ``template``
+        (abstract or not: training builds it, since the optimisers are training's; it must be of the same
+        architecture as :meth:`abstract_model`)."""
+        return ckpt.restore_state(self.step_dir, template, sharding)
 
     def ema(self, sharding=None) -> tuple[nnx.GraphDef, EmaParams]:
         """Graph definition and the EMA parameters, frozen state and step: what sampling needs."""
