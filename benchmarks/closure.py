@@ -30,9 +30,9 @@ import numpy as np
 from lvd.data.generate import toy
 from lvd.data.schema import read_events, write_events
 from lvd.data.unfolded import read_unfolded
-from lvd.evaluation.closure import HEADLINE, closure_all
-from lvd.evaluation.observables import derived
-from lvd.evaluation.reweight import reweight_file
+from lvd.measurement.closure import HEADLINE, closure_all
+from lvd.measurement.observables import derived
+from lvd.measurement.reweight import reweight_file
 from lvd.sampling.unfold import unfold_file
 
 DATA_SEED, REFERENCE_SEED = 7_200_000, 7_300_000  # never used for training or the demo

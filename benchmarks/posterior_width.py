@@ -19,8 +19,8 @@ import numpy as np
 
 from lvd.data.schema import read_events, source_layout
 from lvd.evaluation.calibration import coverage, truth_ranks
-from lvd.evaluation.observables import derived
 from lvd.evaluation.report import naive_estimates
+from lvd.measurement.observables import derived
 
 OBSERVABLES = ("m_t_had", "m_t_lep", "m_ttbar", "pt_t_had", "pt_t_lep", "pt_ttbar", "y_t_had", "y_t_lep", "nu_pz",
                "lepton_pt", "b_had_pt", "b_lep_pt")

@@ -31,8 +31,8 @@ from scipy.stats import wasserstein_distance
 from lvd import physics
 from lvd.data.prior import PRIOR_HISTOGRAMS_ATTR, bin_index, prior_observables
 from lvd.data.schema import EventWriter, read_events, source_layout
-from lvd.evaluation.observables import decay_p4
-from lvd.evaluation.reweight import reweight_file
+from lvd.measurement.observables import decay_p4
+from lvd.measurement.reweight import reweight_file
 from lvd.runs.run import Checkpoint
 
 OBSERVABLES = {"pt_t_had": np.linspace(0, 500, 21), "pt_t_lep": np.linspace(0, 500, 21),

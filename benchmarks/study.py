@@ -36,8 +36,8 @@ import numpy as np
 from lvd import config
 from lvd.data.schema import read_events
 from lvd.evaluation.monitor import physics_monitor
-from lvd.evaluation.observables import derived
 from lvd.evaluation.report import KEY_OBSERVABLES, evaluate
+from lvd.measurement.observables import derived
 from lvd.sampling.unfold import unfold_file
 from lvd.training.loop import train
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lvd import config
 from lvd.evaluation.monitor import physics_monitor
-from lvd.evaluation.top_mass import measure
+from lvd.measurement.top_mass import measure
 from lvd.sampling.unfold import unfold_file
 from lvd.training.loop import train
 

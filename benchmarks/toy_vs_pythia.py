@@ -19,7 +19,7 @@ import numpy as np
 
 from lvd.data.schema import read_events
 from lvd.data.summary import summarize
-from lvd.evaluation.observables import derived
+from lvd.measurement.observables import derived
 
 
 def stats(x: np.ndarray, n: int | None = None) -> tuple[float, float, float, float]:

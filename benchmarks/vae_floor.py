@@ -34,10 +34,10 @@ from lvd.data.generate import toy
 from lvd.data.representation import raw_arrays
 from lvd.data.schema import read_events
 from lvd.data.unfolded import read_unfolded
-from lvd.evaluation.closure import HEADLINE, closure_all
 from lvd.evaluation.metrics import wasserstein
-from lvd.evaluation.observables import derived
 from lvd.evaluation.report import naive_estimates
+from lvd.measurement.closure import HEADLINE, closure_all
+from lvd.measurement.observables import derived
 from lvd.sampling.unfold import Unfolder, daughters_to_particles
 
 DATA_SEED = 7_200_000  # as benchmarks/closure.py: events never used for training or the demo

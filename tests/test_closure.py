@@ -1,4 +1,4 @@
-"""Closure statistics (lvd.evaluation.closure) against closed forms.
+"""Closure statistics (lvd.measurement.closure) against closed forms.
 
 The model: a conjugate Gaussian. Truth t ~ N(μ, s²), detector x = t + N(0, σ²), exact posterior
 t | x ~ N((x s² + μ σ²)/(s² + σ²), s² σ²/(s² + σ²)), K draws per event. Given the detector data the bin
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lvd.evaluation import closure as cl
-from lvd.evaluation.histogram import histogram
+from lvd.measurement import closure as cl
+from lvd.measurement.histogram import histogram
 
 ALPHA = 1e-3  # a test here fails only when a closed form is off: false alarms at this level are negligible
 

@@ -12,8 +12,8 @@ from conftest import TINY
 
 from lvd import physics
 from lvd.data.schema import read_events, write_events
-from lvd.evaluation import closure as cl
-from lvd.evaluation.histogram import histogram
+from lvd.measurement import closure as cl
+from lvd.measurement.histogram import histogram
 
 # what every tiny training and unfolding here uses (the physics monitor would compile a sampler per member)
 TRAIN = [*TINY, "train.physics_events=0"]

@@ -9,7 +9,7 @@ from scipy import stats
 from lvd.evaluation import calibration as cal
 from lvd.evaluation import metrics as mt
 from lvd.evaluation.c2st import c2st, weighted_auc
-from lvd.evaluation.closure import HEADLINE as CLOSURE_OBSERVABLES
+from lvd.measurement.closure import HEADLINE as CLOSURE_OBSERVABLES
 
 
 def test_wasserstein_and_energy_of_shifted_gaussians():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lvd import physics
-from lvd.evaluation.histogram import histogram, parse_edges
+from lvd.measurement.histogram import histogram, parse_edges
 
 pytest.importorskip("uproot", reason="the [hep] extra (uproot) is not installed")
 

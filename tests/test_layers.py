@@ -20,6 +20,7 @@ LAYERS = {
     "lvd.models": 2, "lvd.runs": 2,
     "lvd.training": 3,
     "lvd.sampling": 4,
+    "lvd.measurement": 4,  # uses data only; below evaluation, whose report states closure
     "lvd.evaluation": 5, "lvd.speed": 5,
     "lvd.cli": 6, "lvd": 6,  # the package root is the Python API's front door
 }

@@ -11,7 +11,7 @@ from scipy.stats import wasserstein_distance
 from lvd import decay_chain, physics
 from lvd.data.prior import N_BINS, PRIOR_HISTOGRAMS_ATTR
 from lvd.data.schema import EventData, read_events, write_events
-from lvd.evaluation.reweight import iterate_weights, reweight_file
+from lvd.measurement.reweight import iterate_weights, reweight_file
 from lvd.sampling.unfold import daughters_to_particles
 
 SIGMA = 30.0  # GeV, the toy detector's top-pT resolution

@@ -13,7 +13,7 @@ from lvd import decay_chain
 from lvd.data.generate.top_mass import top_width
 from lvd.data.prior import PRIOR_ATTR
 from lvd.data.schema import EventData, write_events
-from lvd.evaluation.top_mass import Calibration, breit_wigner, extract, measure
+from lvd.measurement.top_mass import Calibration, breit_wigner, extract, measure
 from lvd.sampling.unfold import daughters_to_particles
 
 SIGMA = 6.0  # GeV, the toy detector's top-mass resolution

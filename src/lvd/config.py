@@ -27,7 +27,7 @@ PARTON_REPRESENTATIONS: tuple[str, ...] = get_args(PartonRepresentationName)
 # "default" is each sampler's own preferred grid (ancestral: t; ddim, dpm++: lambda)
 Spacing = Literal["default", "t", "lambda"]
 SPACINGS: tuple[str, ...] = get_args(Spacing)[1:]
-# lvd measure top-mass: the first is the default (lvd.evaluation.top_mass says why)
+# lvd measure top-mass: the first is the default (lvd.measurement.top_mass says why)
 TopMassMethod = Literal["mean", "likelihood"]
 TOP_MASS_METHODS: tuple[str, ...] = get_args(TopMassMethod)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.table import Table
 
 from lvd.cli.progress import console
-from lvd.evaluation.closure import format_ratio
 from lvd.evaluation.report import KEY_OBSERVABLES
+from lvd.measurement.closure import format_ratio
 
 
 def print_headline(result) -> None:

@@ -20,7 +20,7 @@ except ImportError:
     from click import exceptions as parser_errors
 
 from lvd import config
-from lvd.cli import publish
+from lvd.cli import convert, histogram
 from lvd.errors import LvdError
 from lvd.version import __version__
 
@@ -187,11 +187,11 @@ def convert_npz(
     console.print(f"wrote {out}: {data.n_events:,} events, detector features {', '.join(data.source)}")
 
 
-# Other people's files in, publishable histograms out (the command bodies are in lvd.cli.publish).
-convert_app.command("delphes")(publish.convert_delphes)
-convert_app.command("nanoaod")(publish.convert_nanoaod)
-convert_app.command("spanet")(publish.convert_spanet)
-app.command("histogram")(publish.histogram_cmd)
+# Other people's files in (lvd.cli.convert), publishable histograms out (lvd.cli.histogram).
+convert_app.command("delphes")(convert.convert_delphes)
+convert_app.command("nanoaod")(convert.convert_nanoaod)
+convert_app.command("spanet")(convert.convert_spanet)
+app.command("histogram")(histogram.histogram_cmd)
 
 
 @app.command("train", context_settings={"allow_interspersed_args": True})
@@ -268,7 +268,7 @@ def measure_top_mass_cmd(
     """The top mass from unfolded events, calibrated on samples at known masses unfolded by the same model
     (docs/design.md §8)."""
     from lvd.cli.progress import console
-    from lvd.evaluation.top_mass import measure
+    from lvd.measurement.top_mass import measure
 
     if bootstrap < 2:
         raise LvdError(f"--bootstrap {bootstrap}: need at least 2 replicas")
@@ -308,7 +308,7 @@ def reweight_cmd(
     """Iteratively replace the training prior by the data's unfolded distribution (iterative Bayesian unfolding
     on the posterior samples, no retraining; docs/design.md §8)."""
     from lvd.cli.progress import console
-    from lvd.evaluation.reweight import reweight_file
+    from lvd.measurement.reweight import reweight_file
 
     s = reweight_file(unfolded, out, tuple(observable or ("pt_t_had",)), iterations, seed, reference)
     console.print(f"wrote {out}: samples reweighted in {', '.join(s['reweighted_observables'])} over "

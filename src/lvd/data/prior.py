@@ -2,10 +2,10 @@
 checkpoint and copied into every unfolded file.
 
 A generative unfolding returns ``p(parton | detector)`` under the training sample's distribution of partons,
-the *prior*. Knowing it lets a user remove it afterwards: :mod:`lvd.evaluation.reweight` reweights the
+the *prior*. Knowing it lets a user remove it afterwards: :mod:`lvd.measurement.reweight` reweights the
 posterior samples iteratively toward what the data say (iterative Bayesian unfolding on the samples), and the
-top-mass likelihood divides the prior out (:mod:`lvd.evaluation.top_mass`). Observables are built from the
-six decay products exactly as :mod:`lvd.evaluation.observables` builds them.
+top-mass likelihood divides the prior out (:mod:`lvd.measurement.top_mass`). Observables are built from the
+six decay products exactly as :mod:`lvd.measurement.observables` builds them.
 """
 
 from __future__ import annotations

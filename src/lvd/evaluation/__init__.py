@@ -1,1 +1,2 @@
-"""Evaluation: physics observables, distances, calibration, plots and reports (docs/design.md §6)."""
+"""Evaluation: distances, calibration, classifier test, plots and reports (docs/design.md §6); the observables
+and closure statistics it reports come from :mod:`lvd.measurement`."""

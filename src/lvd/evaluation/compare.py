@@ -86,8 +86,9 @@ def compare(paths: list[str | os.PathLike], out_dir: str | os.PathLike, plots: b
                                    f"{r['source']['samples_per_event']} samples/event)" for m, r in reports.items()]
     if plots:
         from lvd.evaluation import plots as pl
+        from lvd.measurement.plots import style
 
-        pl.style()
+        style()
         (out / "plots").mkdir(exist_ok=True)
         md += ["", "## Overlays", ""]
         for obs in KEY_OBSERVABLES:

@@ -18,11 +18,11 @@ from lvd.data.schema import EventData, read_events, source_layout
 from lvd.data.unfolded import positive_weights, read_unfolded, samples_per_event
 from lvd.errors import DataError
 from lvd.evaluation import calibration as cal
-from lvd.evaluation import closure
 from lvd.evaluation import metrics as mt
 from lvd.evaluation.c2st import c2st
-from lvd.evaluation.histogram import ensemble_size
-from lvd.evaluation.observables import (
+from lvd.measurement import closure
+from lvd.measurement.histogram import ensemble_size
+from lvd.measurement.observables import (
     OBSERVABLES,
     consistency_residuals,
     derived,
@@ -216,8 +216,9 @@ def _summary_plots(out: Path, result: dict[str, Any], ranks: dict, coverage: dic
                    k: int) -> dict[str, list[str]]:
     """Mass peaks, calibration, closure pulls and single events (drawn for plots 'all' and 'key')."""
     from lvd.evaluation import plots as pl
+    from lvd.measurement.plots import style
 
-    pl.style()
+    style()
     obs, table, files = result["observables"], observable_table(), {}
     panels = [(table[n][0], np.asarray(obs[n]["binning"]), np.asarray(obs[n]["histograms"]["truth"]),
                np.asarray(obs[n]["histograms"]["unfolded"]), MASS_WINDOWS[n][2]) for n in MASS_WINDOWS]
@@ -241,8 +242,9 @@ def _rebin(h: np.ndarray, n: int) -> np.ndarray:
 
 def _plot_distribution(out: Path, name, label, unit, edges, hists, band) -> list[str]:
     from lvd.evaluation import plots as pl
+    from lvd.measurement.plots import style
 
-    pl.style()
+    style()
     return pl.distribution(out / "plots" / name, label, unit, edges, hists["truth"], hists["unfolded"], band,
                            hists.get("naive"))
 

@@ -38,7 +38,7 @@ from lvd.data.prior import PRIOR_HISTOGRAMS_ATTR, bin_index, prior_observables
 from lvd.data.schema import EventWriter, source_layout
 from lvd.data.unfolded import positive_weights, prior_histograms, read_unfolded
 from lvd.errors import DataError
-from lvd.evaluation.observables import decay_p4
+from lvd.measurement.observables import decay_p4
 
 
 def iterate_weights(bins: list[np.ndarray], prior: list[np.ndarray], event_weight: np.ndarray,

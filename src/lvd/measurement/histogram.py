@@ -43,7 +43,7 @@ from lvd.data.unfolded import (
     samples_per_event,
 )
 from lvd.errors import DataError, LvdError
-from lvd.evaluation.observables import OBSERVABLES, derived
+from lvd.measurement.observables import OBSERVABLES, derived
 
 
 @dataclass(frozen=True)

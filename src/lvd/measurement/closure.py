@@ -9,7 +9,7 @@ bins b (docs/design.md §6, "Closure"):
   truth counts (the sample's statistical precision), ndf = the bins;
 * **total**: ``χ² = (h − T)ᵀ C⁺ (h − T)`` with C the covariance ``lvd histogram`` states (bootstrap over
   events + the posterior spread of one draw of the histogram + for an ensemble's draws (``members``) the
-  spread of the members' histograms, :func:`lvd.evaluation.histogram.histogram`) plus an optional
+  spread of the members' histograms, :func:`lvd.measurement.histogram.histogram`) plus an optional
   ``extra_cov`` (any further component), ndf = rank C;
 * **paired**: ``d_ib = c_ib − 1[t_i ∈ b]``, ``D = Σ_i w_i d_i``, ``S = Σ_i w_i² d_i d_iᵀ``, ``χ² = Dᵀ S⁺ D``,
   ndf = rank S.
@@ -26,7 +26,7 @@ with p_ib = P(t_i ∈ b | detector), c_i averages K one-hot draws and 1[t_i ∈ 
 * total: C ≈ Σ_i w_i² c_ib² (stat) + Σ_i w_i² c_ib (1 − c_ib) (posterior) on the diagonal, about V_b; so
   χ²/ndf is below 1 for the same reason, up to 1 + 1/K for very broad posteriors. It asks whether the stated
   uncertainty covers the difference (a p-value near 0 says it does not), not whether it is tight. Its
-  posterior part is estimated event by event (:func:`lvd.evaluation.histogram._posterior_covariance`), full
+  posterior part is estimated event by event (:func:`lvd.measurement.histogram._posterior_covariance`), full
   rank for any K ≥ 2: the covariance of the K per-sample histograms it replaces had rank ≤ K − 1 and inflated
   this χ² for exact posteriors (mean 31.7 at K = 8, 12 bins, against an expectation ≈ 10; event-wise 9.3).
 
@@ -49,7 +49,7 @@ import numpy as np
 from scipy import stats
 
 from lvd.errors import DataError, LvdError
-from lvd.evaluation.histogram import Result, histogram, observable_table
+from lvd.measurement.histogram import Result, histogram, observable_table
 
 N_BINS = 12
 N_BOOT = 200
@@ -77,7 +77,7 @@ def equal_count_edges(truth: np.ndarray, weights: np.ndarray, n_bins: int = N_BI
 
 def bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Bin of each value (−1 or B outside, and for non-finite values); the last edge belongs to the last bin,
-    as in :func:`lvd.evaluation.histogram.histogram` and ``np.histogram``."""
+    as in :func:`lvd.measurement.histogram.histogram` and ``np.histogram``."""
     b = len(edges) - 1
     idx = np.searchsorted(edges, values, side="right") - 1
     idx = np.where(values == edges[-1], b - 1, idx)
@@ -191,7 +191,7 @@ def closure_all(truth: dict[str, np.ndarray], unfolded: dict[str, np.ndarray], w
                 names: tuple[str, ...] = HEADLINE, n_bins: int = N_BINS, n_boot: int = N_BOOT,
                 seed: int = 0, members: int = 1) -> dict[str, Any]:
     """:func:`closure` of every observable in ``names`` (``truth[name] [N]``, ``unfolded[name] [N, K]``, as
-    :func:`lvd.evaluation.observables.derived` gives them) with a summary over them; ``members``: see
+    :func:`lvd.measurement.observables.derived` gives them) with a summary over them; ``members``: see
     :func:`closure`."""
     table = observable_table()
     result: dict[str, Any] = {"n_bins": n_bins, "bootstrap": n_boot, "observables": {}}

@@ -1,4 +1,4 @@
-"""Write :class:`~lvd.evaluation.histogram.Result` histograms the ways analyses publish them.
+"""Write :class:`~lvd.measurement.histogram.Result` histograms the ways analyses publish them.
 
 * ``histograms.root`` (uproot): per observable a folder with TH1D ``unfolded`` (total uncertainty as the
   errors), ``unfolded_stat``, ``unfolded_posterior``, ``truth``, and TH2D covariances ``covariance_total``,
@@ -25,7 +25,7 @@ import numpy as np
 
 from lvd.data.readers import hep_module
 from lvd.errors import LvdError
-from lvd.evaluation.histogram import Result
+from lvd.measurement.histogram import Result
 
 FORMATS = ("root", "hepdata", "csv", "png")
 
@@ -229,7 +229,7 @@ def write_plots(results: list[Result], folder: Path) -> list[str]:
     import matplotlib.pyplot as plt
     import mplhep
 
-    from lvd.evaluation import plots
+    from lvd.measurement import plots
 
     plots.style()
     folder.mkdir(parents=True, exist_ok=True)

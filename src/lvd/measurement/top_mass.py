@@ -58,7 +58,7 @@ from lvd.data.unfolded import (
     require_events,
 )
 from lvd.errors import DataError
-from lvd.evaluation.observables import derived
+from lvd.measurement.observables import derived
 
 GRID_STEP = 0.1  # GeV between the θ values the likelihood is evaluated at
 METHODS = config.TOP_MASS_METHODS  # the first is the default (see the module docstring for why)
@@ -229,8 +229,8 @@ class Calibration:
         return e
 
 
-METHOD_NAMES = {"mean": "calibrated posterior mean (lvd.evaluation.top_mass)",
-                "likelihood": "posterior-reweighted likelihood (lvd.evaluation.top_mass)"}
+METHOD_NAMES = {"mean": "calibrated posterior mean (lvd.measurement.top_mass)",
+                "likelihood": "posterior-reweighted likelihood (lvd.measurement.top_mass)"}
 
 
 def measure(unfolded: list[str | os.PathLike], calibration: list[str | os.PathLike] = (), out: str | os.PathLike | None = None,
@@ -258,7 +258,7 @@ def measure(unfolded: list[str | os.PathLike], calibration: list[str | os.PathLi
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "top_mass.json").write_text(json.dumps(report, indent=1))
-        from lvd.evaluation import plots
+        from lvd.measurement import plots
 
         plots.style()
         plots.top_mass(out / "top_mass", report)

@@ -1,7 +1,8 @@
-"""``lvd convert delphes|nanoaod|spanet`` and ``lvd histogram``: a physicist's files in, publishable results out.
+"""``lvd convert delphes|nanoaod|spanet``: other people's files (Delphes, CMS NanoAOD, SPANet HDF5) in, lvd
+files out.
 
 The command functions are registered in :mod:`lvd.cli.main`; each parses, calls one library function and
-prints. Heavy imports (uproot, hepdata_lib, matplotlib) happen inside the commands.
+prints. Heavy imports (uproot, h5py) happen inside the commands.
 """
 
 from __future__ import annotations
@@ -167,60 +168,6 @@ def convert_spanet(
             raise
     console.print(f"wrote {out}: {attrs['n_events']:,} events, object features {', '.join(lay.source_features)}"
                   + ("" if no_truth else ", with truth"))
-
-
-def histogram_cmd(
-    unfolded: Annotated[Path, typer.Argument(help="Output of lvd unfold (UNFOLDED [N, K], optional TRUTH, WEIGHTS).")],
-    observable: Annotated[list[str] | None, typer.Option("--observable", help="Observable name (repeatable; e.g. m_ttbar, pt_t_had, y_ttbar).")] = None,
-    bins: Annotated[list[str] | None, typer.Option("--bins", help="Edges a,b,c or lo:hi:nbins, one per --observable.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="YAML of observables: name: {bins, label, unit, description}.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: <unfolded>_histograms).")] = None,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap replicas over events.")] = 200,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
-    density: Annotated[bool, typer.Option(help="Normalised differential distribution 1/σ dσ/dx instead of event counts.")] = False,
-    formats: Annotated[str, typer.Option(help="Comma-separated: root, hepdata, csv, png.")] = "root,hepdata,csv,png",
-) -> None:
-    """Binned unfolded distributions with bootstrap and posterior uncertainties (and, for an ensemble's file,
-    the members' spread): ROOT, HEPData, CSV, PNG."""
-    import numpy as np
-
-    from lvd.cli.progress import console
-    from lvd.evaluation.closure import histogram_closure
-    from lvd.evaluation.closure import summary_line as closure_line
-    from lvd.evaluation.histogram import Spec, histogram_file, load_specs, parse_edges
-    from lvd.evaluation.publish import write_all
-
-    observable, bins = observable or [], bins or []
-    if len(observable) != len(bins):
-        raise LvdError(f"{len(observable)} --observable and {len(bins)} --bins: give one --bins per --observable")
-    specs = (load_specs(config) if config is not None else []) + [
-        Spec(name, parse_edges(b)) for name, b in zip(observable, bins, strict=True)]
-    if not specs:
-        raise LvdError("nothing to histogram: give --observable NAME --bins EDGES, or --config FILE.yaml")
-    out = out or unfolded.with_name(unfolded.stem + "_histograms")
-    with console.status("histogramming"):
-        results, summary = histogram_file(unfolded, specs, n_boot=bootstrap, seed=seed, density=density)
-        if summary["has_truth"]:  # closure against the file's own truth, in the user's binning
-            summary["closure"] = histogram_closure(results)
-        summary = write_all(results, summary, out, tuple(f.strip() for f in formats.split(",") if f.strip()))
-    if "ensemble_members" in summary:
-        console.print(f"ensemble of {len(summary['ensemble_members'])} members, "
-                      f"{summary['ensemble_samples_per_member']} samples each: the total includes their spread (model)")
-
-    def span(h, which: str) -> str:  # the smallest and largest relative uncertainty over the filled bins
-        filled = h.values != 0
-        rel = h.error(which)[filled] / np.abs(h.values[filled])
-        return f"{rel.min() if filled.any() else np.nan:.3g}–{rel.max() if filled.any() else np.nan:.3g}"
-
-    for r in results:
-        u = r.unfolded
-        console.print(f"{r.spec.name}: {len(r.spec.edges) - 1} bins ({(u.values != 0).sum()} filled), relative "
-                      f"total uncertainty {span(u, 'total')}"
-                      + (f" (model {span(u, 'model')})" if u.cov_model is not None else ""))
-        if r.spec.name in summary.get("closure", {}):
-            console.print(f"  {closure_line(summary['closure'][r.spec.name])}")
-    hepdata = "" if "hepdata_valid" not in summary else f"; HEPData submission valid: {summary['hepdata_valid']}"
-    console.print(f"written to {out}: " + ", ".join(summary["files"]) + hepdata)
 
 
 def _tuple(s: str | None) -> tuple[str, ...] | None:
