@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lvd import physics
-from lvd.data.readers import root, truth
+from lvd.data.readers import root
 from lvd.data.readers.selection import Jagged
 from lvd.errors import DataError
 
@@ -66,12 +66,8 @@ class DelphesSource:
                                                           ("eta", "Eta"), ("phi", "Phi"), ("mass", "Mass"))}
         detector = [*self.jet.values(), *self.lep[11].values(), *self.lep[13].values(), *self.met.values()]
         root.require(self.tree, self.path, detector, "Delphes detector objects")
-        self.has_record = root.has_branch(self.tree, self.rec["pid"])
-        if self.has_record:
-            root.require(self.tree, self.path, list(self.rec.values()), "the generator record")
-        self.weight = names.weight if names.weight and root.has_branch(self.tree, names.weight) else None
-        if names.weight_required and self.weight is None:
-            raise DataError(f"{self.path}: tree '{names.tree}' has no branch '{names.weight}' (event weights)")
+        self.has_record = root.find_record(self.tree, self.path, self.rec)
+        self.weight = root.find_weight(self.tree, self.path, names.tree, names.weight, names.weight_required)
         root.check_complete(self.tree, self.path, self.branches(with_record=True))
 
     def attrs(self) -> dict[str, Any]:
@@ -102,19 +98,12 @@ class DelphesSource:
         return groups + ([list(self.rec.values())] if self.has_record and with_record else [])
 
     def chunks(self, step: int, with_record: bool = True) -> Iterator[root.Chunk]:
-        why = self._per_event()
         for start, arrays in root.iterate(self.tree, self.path, self.branches(with_record), step):
             jets = root.jagged(arrays, self.jet, self.path, {"btag": np.int64}, start)
             jets.fields["btag"] = ((jets["btag"] >> self.names.btag_bit) & 1).astype(bool)
             electrons, muons = (self._leptons(arrays, flav, start) for flav in (11, 13))
-            met = {k: root.per_event_values(arrays, self.path, b, start, why[b]) for k, b in self.met.items()}
-            weights = (root.per_event_values(arrays, self.path, self.weight, start, why[self.weight])
-                       if self.weight else None)
-            record = None
-            if self.has_record and with_record:
-                r = root.jagged(arrays, self.rec, self.path, {"pid": np.int64, "mother": np.int64}, start)
-                record = truth.Record(r.counts, r["pid"], r["mother"], r["pt"], r["eta"], r["phi"], r["mass"],
-                                      branches=self.rec)
+            met, weights = root.event_values(arrays, self.path, start, self.met, self.weight)
+            record = root.record(arrays, self.path, start, self.rec) if self.has_record and with_record else None
             nonfinite = (root.nonfinite(jets, self.jet) | root.nonfinite(electrons, self.lep[11])
                          | root.nonfinite(muons, self.lep[13]))
             yield root.Chunk(jets=jets, leptons=Jagged.merge(electrons, muons), met=met, weights=weights,

@@ -25,9 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from lvd.data.readers import root, truth
+from lvd.data.readers import root
 from lvd.data.readers.selection import Jagged
-from lvd.errors import DataError
 
 HINT = "; a Delphes file (tree 'Delphes')? use lvd convert delphes"
 
@@ -73,12 +72,8 @@ class NanoSource:
         root.require(self.tree, self.path, [*self.jet.values(), *self.electron.values(), *self.muon.values(),
                                             *self.met.values()],
                      "NanoAOD objects; name the b-tag branch with --btag-branch, or relax the IDs")
-        self.has_record = root.has_branch(self.tree, self.rec["pid"])
-        if self.has_record:
-            root.require(self.tree, self.path, list(self.rec.values()), "the generator record")
-        self.weight = names.weight if names.weight and root.has_branch(self.tree, names.weight) else None
-        if names.weight_required and self.weight is None:
-            raise DataError(f"{self.path}: tree '{names.tree}' has no branch '{names.weight}' (event weights)")
+        self.has_record = root.find_record(self.tree, self.path, self.rec)
+        self.weight = root.find_weight(self.tree, self.path, names.tree, names.weight, names.weight_required)
         root.check_complete(self.tree, self.path, self.branches(with_record=True))
 
     def attrs(self) -> dict[str, Any]:
@@ -115,7 +110,6 @@ class NanoSource:
         return groups + ([list(self.rec.values())] if self.has_record and with_record else [])
 
     def chunks(self, step: int, with_record: bool = True) -> Iterator[root.Chunk]:
-        why = self._per_event()
         for start, arrays in root.iterate(self.tree, self.path, self.branches(with_record), step):
             jets, electrons, muons = self._identified(arrays, start)
             # a NaN/inf value of an identified object drops the event; then the float cuts apply
@@ -126,14 +120,8 @@ class NanoSource:
                 muons = muons.where(muons.fields.pop("iso") < self.names.muon_iso)
             for lep, flavour in ((electrons, 11), (muons, 13)):
                 lep.fields["flavour"] = np.full(len(lep["pt"]), flavour)
-            met = {k: root.per_event_values(arrays, self.path, b, start, why[b]) for k, b in self.met.items()}
-            weights = (root.per_event_values(arrays, self.path, self.weight, start, why[self.weight])
-                       if self.weight else None)
-            record = None
-            if self.has_record and with_record:
-                r = root.jagged(arrays, self.rec, self.path, {"pid": np.int64, "mother": np.int64}, start)
-                record = truth.Record(r.counts, r["pid"], r["mother"], r["pt"], r["eta"], r["phi"], r["mass"],
-                                      branches=self.rec)
+            met, weights = root.event_values(arrays, self.path, start, self.met, self.weight)
+            record = root.record(arrays, self.path, start, self.rec) if self.has_record and with_record else None
             yield root.Chunk(jets=jets, leptons=Jagged.merge(electrons, muons), met=met, weights=weights,
                              record=record, nonfinite=nonfinite)
 

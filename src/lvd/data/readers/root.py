@@ -304,6 +304,39 @@ def _same_counts(counts: dict[str, np.ndarray], path: Path, start: int) -> None:
                             f"'{first}' has {int(ref[bad])}")
 
 
+def find_record(tree, path: Path, branches: dict[str, str]) -> bool:
+    """Whether the tree holds a generator record (its ``pid`` branch); one that does must hold every branch of
+    ``branches`` (field -> branch: pid, mother, pt, eta, phi, mass), or the one-line DataError."""
+    if not has_branch(tree, branches["pid"]):
+        return False
+    require(tree, path, list(branches.values()), "the generator record")
+    return True
+
+
+def find_weight(tree, path: Path, tree_name: str, branch: str | None, required: bool) -> str | None:
+    """The event-weight branch to read: ``branch`` when the tree has it, else None (unweighted), or the DataError
+    when the user named it (``required``)."""
+    weight = branch if branch and has_branch(tree, branch) else None
+    if required and weight is None:
+        raise DataError(f"{path}: tree '{tree_name}' has no branch '{branch}' (event weights)")
+    return weight
+
+
+def event_values(arrays: dict[str, Any], path: Path, start: int, met: dict[str, str],
+                 weight: str | None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """A chunk's MET (field -> ``[n]``, from ``met``: field -> branch) and weights ``[n]`` (None without a weight
+    branch), each finite or the DataError."""
+    why = must_be_finite(met.values(), weight)
+    values = {k: per_event_values(arrays, path, b, start, why[b]) for k, b in met.items()}
+    return values, (per_event_values(arrays, path, weight, start, why[weight]) if weight else None)
+
+
+def record(arrays: dict[str, Any], path: Path, start: int, branches: dict[str, str]) -> truth.Record:
+    """A chunk's generator record from ``branches`` (field -> branch, as for :func:`find_record`)."""
+    r = jagged(arrays, branches, path, {"pid": np.int64, "mother": np.int64}, start)
+    return truth.Record(r.counts, r["pid"], r["mother"], r["pt"], r["eta"], r["phi"], r["mass"], branches=branches)
+
+
 def _reason(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
