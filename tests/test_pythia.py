@@ -216,3 +216,40 @@ def test_pythia_own_width_scales_like_the_rule():
         return p.particleData.mWidth(6)
 
     assert own_width(175.0) / own_width(172.5) == pytest.approx(top_width(175.0) / top_width(172.5), rel=1e-3)
+
+
+def test_every_channel_with_the_generated_truth(tmp_path):
+    """--keep-unselected: every W decay at Pythia's branching fractions, each event labelled by what its Ws
+    decayed to; the selected events are the generated rows that pass, in order; the cross section is Pythia's
+    estimate with its error, and the luminosity follows from it."""
+    from lvd.data import channels
+    from lvd.data.schema import read_generated
+
+    path = tmp_path / "all.h5"
+    attrs = pythia.generate_file(path, 40, seed=4, mpi=False, cfg=FAST, keep_unselected=True)
+    g, d = read_generated(path), read_events(path)
+    assert g.n_events == attrs["cutflow"]["generated"] - attrs["n_malformed"]
+    rows = np.flatnonzero(g.pass_selection)
+    np.testing.assert_array_equal(g.truth["b_had"]["pt"][rows], d.truth["b_had"]["pt"])
+    np.testing.assert_array_equal(g.channel[rows], d.generator["channel"])
+    lep, q1 = np.abs(g.truth["lepton"]["pdgid"]), np.abs(g.truth["q1"]["pdgid"])
+    expected = np.select([np.isin(lep, (11, 13)) & (q1 <= 5), (lep == 15) & (q1 <= 5), lep >= 11],
+                         [channels.LEPTON_JETS, channels.TAU_JETS, channels.DILEPTON], channels.ALL_HADRONIC)
+    np.testing.assert_array_equal(g.channel, expected)
+    # the four channels at their binomial spread around Pythia's own branching fractions (PDG-like)
+    f = channels.fractions()
+    np.testing.assert_array_less(np.abs(np.bincount(g.channel, minlength=4) / g.n_events - f),
+                                 5 * np.sqrt(f * (1 - f) / g.n_events) + 0.01)
+    # each side's slots belong to one top: b and top of the same sign, the W's charge that of its down-type
+    # daughter (ℓ⁺ or d̄ from a W⁺); the two sides are the two tops
+    ids = {p: g.truth[p]["pdgid"] for p in ("b_lep", "lepton", "b_had", "W_lep", "W_had", "t_lep", "t_had")}
+    np.testing.assert_array_equal(np.sign(ids["b_lep"]), np.sign(ids["t_lep"]))
+    np.testing.assert_array_equal(np.sign(ids["b_had"]), np.sign(ids["t_had"]))
+    np.testing.assert_array_equal(np.sign(ids["W_lep"]), -np.sign(ids["lepton"]))
+    np.testing.assert_array_equal(ids["t_lep"], -ids["t_had"])
+    # Pythia's LO tt̄ cross section at 13 TeV is ~500 pb
+    assert 400 < attrs["cross_section_pb"] < 650 and 0 < attrs["cross_section_error_pb"] < 0.1 * attrs["cross_section_pb"]
+    assert attrs["luminosity_inv_fb"] == pytest.approx(attrs["cutflow"]["generated"]
+                                                       / (1000 * attrs["cross_section_pb"]), rel=1e-12)
+    with pytest.raises(LvdError, match="truth='event'"):
+        pythia.generate_file(tmp_path / "p.h5", 5, seed=4, mpi=False, truth="process", cfg=FAST, keep_unselected=True)

@@ -94,6 +94,7 @@ def generate_toy(
     top_mass: Annotated[float | None, typer.Option(help="Top pole mass in GeV for every event (default 172.5).")] = None,
     top_mass_range: Annotated[str | None, typer.Option(help="LO:HI in GeV, e.g. 169:176: top masses drawn uniformly, one per event; stored per event in GENERATOR/top_mass.")] = None,
     top_width: Annotated[float | None, typer.Option(help="Top width in GeV at every mass (default: the LO SM width, ∝ m_t³(1-x)²(1+2x), x = m_W²/m_t², 1.32 GeV at 172.5).")] = None,
+    keep_unselected: Annotated[bool, typer.Option("--keep-unselected", help="Every tt̄ channel at its branching fraction (τ, dileptonic and all-hadronic events too, labelled in GENERATOR/channel), and the truth of every generated event, selected or not, in GENERATED (for efficiencies and cross sections).")] = False,
 ) -> None:
     """Embedded LO tt̄ generator with a parametric detector (NumPy only, fast)."""
     from lvd.cli.progress import console, progress_bar
@@ -105,11 +106,15 @@ def generate_toy(
     top = TopMass.from_options(top_mass, top_mass_range, top_width)
     cfg = toy.ToyConfig(top=top)  # checks the masses against the toy's Breit–Wigner windows
     with progress_bar(n, "toy tt̄") as advance:
-        attrs = toy.generate_file(out, n, seed=seed, shard=k, on_progress=advance, cfg=cfg)
+        attrs = toy.generate_file(out, n, seed=seed, shard=k, on_progress=advance, cfg=cfg,
+                                  keep_unselected=keep_unselected)
     cf = attrs["cutflow"]
     console.print(f"wrote {out}: {n:,} selected events (selection efficiency "
                   f"{cf['min_btags'] / cf['generated']:.3f}, σ_LO = {attrs['cross_section_pb']:.0f} pb, "
                   f"top mass {top.describe()})")
+    if keep_unselected:
+        console.print(f"  {cf['generated']:,} generated tt̄ events in GENERATED (all channels), "
+                      f"{attrs['luminosity_inv_fb']:.4g} fb⁻¹")
 
 
 @generate_app.command("pythia")
@@ -124,6 +129,7 @@ def generate_pythia(
     top_mass: Annotated[float | None, typer.Option(help="Top pole mass in GeV for every event (default 172.5).")] = None,
     top_mass_range: Annotated[str | None, typer.Option(help="LO:HI in GeV, e.g. 169:176: top masses drawn uniformly, one per batch of events (Pythia is re-initialised at each); stored per event in GENERATOR/top_mass.")] = None,
     top_width: Annotated[float | None, typer.Option(help="Top width in GeV at every mass (default: the LO SM width, ∝ m_t³(1-x)²(1+2x), x = m_W²/m_t², 1.32 GeV at 172.5).")] = None,
+    keep_unselected: Annotated[bool, typer.Option("--keep-unselected", help="Every tt̄ channel at Pythia's branching fractions (labelled in GENERATOR/channel), and the truth of every generated event, selected or not, in GENERATED (for efficiencies and cross sections).")] = False,
 ) -> None:
     """Pythia 8 + FastJet semi-leptonic tt̄ (needs the \\[generate] extra: pip install 'lvd\\[generate]')."""
     from lvd.cli.progress import console, progress_bar
@@ -138,10 +144,12 @@ def generate_pythia(
     with progress_bar(n, "pythia tt̄") as advance:
         attrs = pythia.generate_file(out, n, seed=seed, workers=workers, shard=k, n_shards=n_shards,
                                      truth=truth.value, mpi=mpi, on_progress=advance,
-                                     cfg=pythia.PythiaConfig(top=top))
+                                     cfg=pythia.PythiaConfig(top=top), keep_unselected=keep_unselected)
     cf = attrs["cutflow"]
+    which = "tt̄ (all channels)" if keep_unselected else "e/μ+jets"
     console.print(f"wrote {out}: {n:,} selected events (selection efficiency "
-                  f"{cf['min_btags'] / cf['generated']:.3f} of generated e/μ+jets, top mass {top.describe()})")
+                  f"{cf['min_btags'] / cf['generated']:.3f} of generated {which}, top mass {top.describe()}, "
+                  f"σ = {attrs['cross_section_pb']:.1f} ± {attrs['cross_section_error_pb']:.1f} pb)")
 
 
 @app.command("inspect")

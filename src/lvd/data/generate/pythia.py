@@ -44,14 +44,15 @@ import queue
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from lvd import physics
+from lvd.data import channels
 from lvd.data.generate import detector
 from lvd.data.generate.top_mass import TopMass
-from lvd.data.schema import EventData, EventWriter
+from lvd.data.schema import EventData, EventWriter, Generated
 from lvd.errors import LvdError
 
 EXTRA_MESSAGE = "lvd generate pythia needs the [generate] extra: pip install 'lvd[generate]'"
@@ -63,6 +64,7 @@ TRUTH_DEFINITIONS = {
     "process": "process record (LHE-like, before shower): hard-process tops, Ws and decay products, pT(tt~) = 0",
 }
 MAX_SEED = 900_000_000
+MB_TO_PB = 1e9
 _NEUTRINOS = (12, 14, 16)
 
 
@@ -85,6 +87,9 @@ class PythiaConfig:
     iso_max_electron: float = 0.12
     iso_max_muon: float = 0.25
     min_lepton_slots: int = 4
+    # "signal": the hook keeps e/μ + jets events only; "all": every W decay at Pythia's branching fractions,
+    # each event labelled with its channel (lvd.data.channels)
+    channels: Literal["signal", "all"] = "signal"
     detector: detector.DetectorConfig = detector.PYTHIA_DETECTOR
 
 
@@ -144,9 +149,9 @@ def pythia_settings(cfg: PythiaConfig, seed: int) -> list[str]:
     return s
 
 
-def _make_hook(p8, record: bool):
-    """A process-level UserHooks: keep exactly one W -> e/mu nu and one W -> q q' (any charges); with
-    ``record``, also keep the process-record truth of every accepted hard process in ``records``."""
+def _make_hook(p8, record: bool, veto: bool = True):
+    """A process-level UserHooks: with ``veto``, keep exactly one W -> e/mu nu and one W -> q q' (any charges);
+    with ``record``, also keep the process-record truth of every accepted hard process in ``records``."""
 
     class SemileptonicHook(p8.UserHooks):
         def __init__(self):
@@ -158,6 +163,8 @@ def _make_hook(p8, record: bool):
             return True
 
         def doVetoProcessLevel(self, process):  # noqa: N802
+            if not veto:
+                return False
             ws = _semileptonic_ws(process)
             if ws is None:
                 return True
@@ -289,6 +296,84 @@ def _last_in_chain(f: _Flat, mask: np.ndarray) -> np.ndarray:
     return mask & ~is_mother
 
 
+def _truth(f: _Flat, idx: dict[str, np.ndarray], process: tuple[np.ndarray, np.ndarray] | None,
+           rows: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    """The file's truth of the events ``rows`` (a mask): from the event record, or the process record's."""
+    truth = {}
+    for k, name in enumerate(TRUTH_NAMES):
+        if process is None:
+            g = idx[name][rows]
+            p4, mass, ids = f.p4(g), f.m[g], f.id[g]
+        else:
+            p4m, pid = process[0][rows, k], process[1][rows, k]
+            p4, mass, ids = p4m[:, :4], p4m[:, 4], pid
+        truth[name] = {"pt": physics.pt(p4), "eta": physics.eta(p4), "phi": physics.phi(p4),
+                       "mass": mass, "pdgid": ids.astype(np.int32)}
+    return truth
+
+
+def _all_channel_truth_indices(f: _Flat) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Truth indices in every channel (the slots as in :meth:`lvd.data.generate.toy.ToyGenerator.partons_all_channels`),
+    the per-event ``channel``, the prompt e/μ final copies (``lepton_final``, any number per event), and a
+    well-formed flag.
+
+    Each W's two daughters (first copies, |status| 23) are told apart by charge: a W⁺ gives a down-type fermion
+    (odd |id|: ℓ⁺, d̄, s̄, b̄) of negative id and an up-type one (even |id|: ν, u, c) of positive id; a W⁻ the
+    opposite.
+    """
+    st = np.abs(f.status)
+    mother_abs = f.absid[f.base + f.mother1]
+    top_last = (f.absid == 6) & (f.status == -62)
+    w_first = (f.absid == 24) & (f.status == -22)
+    b = (st == 23) & (f.absid == 5) & (mother_abs == 6)
+    wd = (st == 23) & (mother_abs == 24)
+    odd = f.absid % 2 == 1
+    picks = {"t": f.pick(top_last & (f.id > 0), last=True), "tbar": f.pick(top_last & (f.id < 0), last=True),
+             "W+": f.pick(w_first & (f.id > 0)), "W-": f.pick(w_first & (f.id < 0)),
+             "b": f.pick(b & (f.id > 0)), "bbar": f.pick(b & (f.id < 0)),
+             "down+": f.pick(wd & odd & (f.id < 0)), "up+": f.pick(wd & ~odd & (f.id > 0)),
+             "down-": f.pick(wd & odd & (f.id > 0)), "up-": f.pick(wd & ~odd & (f.id < 0))}
+    good = np.ones(f.n, bool)
+    for _, cnt in picks.values():
+        good &= cnt == 1
+    g = {k: v[0] for k, v in picks.items()}
+    mode = lambda down: np.select([f.absid[down] == 11, f.absid[down] == 13, f.absid[down] == 15],  # noqa: E731
+                                  [channels.W_ELECTRON, channels.W_MUON, channels.W_TAU], channels.W_HADRONS)
+    m_plus, m_minus = mode(g["down+"]), mode(g["down-"])
+    lep_plus, lep_minus = m_plus != channels.W_HADRONS, m_minus != channels.W_HADRONS
+    # the lepton side: the one leptonic W, the harder charged lepton's of two, the top's (W⁺) of none
+    minus = np.where(lep_plus & lep_minus, f.pt[g["down-"]] > f.pt[g["down+"]], lep_minus & ~lep_plus)
+    side = lambda a, b: np.where(minus, g[b], g[a])  # noqa: E731  (a: the W⁺/top side's, b: the W⁻ side's)
+    other_down, other_up = side("down-", "down+"), side("up-", "up+")
+    harder = f.pt[other_down] >= f.pt[other_up]
+    idx = {"b_lep": side("b", "bbar"), "lepton": side("down+", "down-"), "neutrino": side("up+", "up-"),
+           "b_had": side("bbar", "b"), "q1": np.where(harder, other_down, other_up),
+           "q2": np.where(harder, other_up, other_down), "W_lep": side("W+", "W-"), "W_had": side("W-", "W+"),
+           "t_lep": side("t", "tbar"), "t_had": side("tbar", "t"),
+           "channel": channels.channel_of(m_plus, m_minus)}
+    # the prompt e/μ of each W at its last copy (after QED radiation): follow the same-id daughters
+    prompt = np.concatenate([g["down+"][good & np.isin(m_plus, (0, 1))], g["down-"][good & np.isin(m_minus, (0, 1))]])
+    idx["lepton_final"] = _last_copies(f, prompt, good)
+    return idx, good
+
+
+def _last_copies(f: _Flat, start: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """The final copies of the particles ``start`` (global indices), following same-id daughters; an event
+    whose chain breaks is marked not ``good``."""
+    cur = start.copy()
+    for _ in range(100):
+        todo = np.flatnonzero(f.status[cur] <= 0)
+        if len(todo) == 0:
+            break
+        c = cur[todo]
+        d1, d2 = f.base[c] + f.daughter1[c], f.base[c] + f.daughter2[c]
+        ok1 = (f.daughter1[c] > 0) & (f.id[d1] == f.id[c])
+        ok2 = (f.daughter2[c] > 0) & (f.id[d2] == f.id[c])
+        good[f.evt[c[~(ok1 | ok2)]]] = False
+        cur[todo] = np.where(ok1, d1, np.where(ok2, d2, c))
+    return cur
+
+
 # --- the generator ---------------------------------------------------------------------------------
 
 @dataclass
@@ -298,6 +383,11 @@ class Batch:
     data: EventData
     stage: np.ndarray  # cuts passed by each well-formed event, in generation order (detector.cutflow_of)
     n_malformed: int = 0
+    # with channels="all": every well-formed event's truth, pass flag and channel
+    generated: Generated | None = None
+    # Pythia's running estimate of the generated process's cross section (pb) and its error, after this batch
+    sigma_pb: float = 0.0
+    sigma_error_pb: float = 0.0
     # with next_batch(keep_internals=True): every well-formed event's record ("flat"), truth indices
     # ("truth_index"), detector candidates ("candidates") and reconstruction ("reco"), for calibrations
     internals: dict[str, Any] | None = None
@@ -313,7 +403,10 @@ class PythiaGenerator:
         self.jet_def = self.fastjet.JetDefinition(self.fastjet.antikt_algorithm, cfg.jet_radius)
         self.pythia = self.p8.Pythia("", False)
         # keep a reference to the hook: Pythia holds only a pointer to it
-        self.hook = _make_hook(self.p8, record=cfg.truth == "process")
+        if cfg.channels == "all" and cfg.truth == "process":
+            raise LvdError("Pythia with every channel (--keep-unselected) reads the event record's truth only "
+                           "(truth='event')")
+        self.hook = _make_hook(self.p8, record=cfg.truth == "process", veto=cfg.channels == "signal")
         self.pythia.setUserHooksPtr(self.hook)
         for s in pythia_settings(cfg, pythia_seed(seed, shard, worker)):
             self._read(s)
@@ -350,11 +443,12 @@ class PythiaGenerator:
         events = self.pythia.nextBatch(cfg.batch_size)
         f = _Flat(self.ak, events["prt"])
         process = self._align_process_truth(f) if cfg.truth == "process" else None
-        idx, good = self._event_truth_indices(f)
+        indices = self._event_truth_indices if cfg.channels == "signal" else _all_channel_truth_indices
+        idx, good = indices(f)
         n_malformed = int((~good).sum())
         if n_malformed:
             f = f.subset(good)
-            idx = self._event_truth_indices(f)[0]
+            idx = indices(f)[0]
             if process is not None:
                 process = tuple(a[good] for a in process)
         if f.n == 0:
@@ -362,21 +456,19 @@ class PythiaGenerator:
         cand = self._candidates(f, idx)
         reco = detector.simulate(cand, cfg.detector, rng)
         sel = reco.selected
-        truth = {}
-        for k, name in enumerate(TRUTH_NAMES):
-            if process is None:
-                g = idx[name][sel]
-                p4, mass, ids = f.p4(g), f.m[g], f.id[g]
-            else:
-                p4m, pid = process[0][sel, k], process[1][sel, k]
-                p4, mass, ids = p4m[:, :4], p4m[:, 4], pid
-            truth[name] = {"pt": physics.pt(p4), "eta": physics.eta(p4), "phi": physics.phi(p4),
-                           "mass": mass, "pdgid": ids.astype(np.int32)}
+        truth = _truth(f, idx, process, sel)
         n_sel = int(sel.sum())
         generator = {"top_mass": np.full(n_sel, m_top), "top_width": np.full(n_sel, float(top.width_at(m_top)))}
+        generated = None
+        if cfg.channels == "all":
+            generator["channel"] = idx["channel"][sel].astype(np.int32)
+            generated = Generated(truth=_truth(f, idx, None, np.ones(f.n, bool)), pass_selection=sel.copy(),
+                                  channel=idx["channel"])
         data = EventData(source=reco.source, mask=reco.mask, met=reco.met, truth=truth, generator=generator)
         internals = dict(flat=f, truth_index=idx, candidates=cand, reco=reco) if keep_internals else None
-        return Batch(data=data, stage=reco.stage, n_malformed=n_malformed, internals=internals)
+        info = self.pythia.infoPython()
+        return Batch(data=data, stage=reco.stage, n_malformed=n_malformed, internals=internals, generated=generated,
+                     sigma_pb=float(info.sigmaGen()) * MB_TO_PB, sigma_error_pb=float(info.sigmaErr()) * MB_TO_PB)
 
     # -- truth ------------------------------------------------------------------------------------
 
@@ -617,12 +709,31 @@ class _WorkerPool:
             q.cancel_join_thread()
 
 
+def combined_cross_section(estimates: list[tuple[float, float]]) -> tuple[float, float]:
+    """Independent estimates ``(σ, error)`` combined by their inverse variances; ``(0, 0)`` for none."""
+    usable = [(s, e) for s, e in estimates if e > 0]
+    if not usable:
+        return (estimates[0] if estimates else (0.0, 0.0))
+    inverse = np.array([1.0 / e**2 for _, e in usable])
+    sigma = np.array([s for s, _ in usable])
+    return float((sigma * inverse).sum() / inverse.sum()), float(inverse.sum() ** -0.5)
+
+
 def attrs(cfg: PythiaConfig, seed: int, shard: int, n_shards: int, workers: int,
-          cutflow: dict[str, int], n_malformed: int) -> dict:
+          cutflow: dict[str, int], n_malformed: int, sigma: tuple[float, float] = (0.0, 0.0)) -> dict:
     v = versions()
+    process = ("pp > t t~, W decays at Pythia's branching fractions (channel per event)" if cfg.channels == "all"
+               else "pp > t t~ > (b l nu)(b q q'), l = e, mu")
+    # Pythia's cross section already counts only the events its hook kept: the events stand for all of it
+    cross_section = {"cross_section_pb": sigma[0], "cross_section_error_pb": sigma[1], "branching_fraction": 1.0,
+                     "sum_weights_generated": float(cutflow["generated"]),
+                     "channels": list(channels.CHANNELS) if cfg.channels == "all"
+                     else [channels.CHANNELS[channels.SIGNAL]]}
+    if sigma[0] > 0:
+        cross_section["luminosity_inv_fb"] = cutflow["generated"] / (1000.0 * sigma[0])
     return {
         "generator": f"lvd pythia8 {v['pythia8mc']}",
-        "process": "pp > t t~ > (b l nu)(b q q'), l = e, mu (Pythia 8 Top:gg2ttbar + Top:qqbar2ttbar)",
+        "process": f"{process} (Pythia 8 Top:gg2ttbar + Top:qqbar2ttbar)", **cross_section,
         "sqrt_s": cfg.sqrt_s, "seed": int(seed), "shard": int(shard), "n_shards": int(n_shards),
         "workers": int(workers), "batch_size": cfg.batch_size,
         "pythia_seeds": [pythia_seed(seed, shard, w) for w in range(workers)],
@@ -639,12 +750,13 @@ def attrs(cfg: PythiaConfig, seed: int, shard: int, n_shards: int, workers: int,
 
 def generate_file(path, n_events: int, seed: int = 0, workers: int = 1, shard: int = 0, n_shards: int = 1,
                   truth: str = "event", mpi: bool = True, on_progress: Callable[[int], None] | None = None,
-                  cfg: PythiaConfig | None = None) -> dict:
+                  cfg: PythiaConfig | None = None, keep_unselected: bool = False) -> dict:
     """Write exactly ``n_events`` selected events to ``path`` (atomically); returns the file attrs.
 
     ``cfg`` overrides the remaining settings (``truth`` and ``mpi`` always come from the arguments).
     The cut flow counts the generated events up to the last one written, so ``cutflow['min_btags'] ==
-    n_events`` (malformed event records, dropped, count as generated).
+    n_events`` (malformed event records, dropped, count as generated). ``keep_unselected``: every channel, and
+    the truth of every well-formed generated event in ``GENERATED`` (docs/format.md).
     """
     _backends()
     if n_events < 1:
@@ -658,6 +770,8 @@ def generate_file(path, n_events: int, seed: int = 0, workers: int = 1, shard: i
     if not 0 <= shard < n_shards:
         raise LvdError(f"shard {shard} of {n_shards}: need 0 <= shard < n_shards")
     cfg = replace(cfg or PythiaConfig(), truth=truth, mpi=bool(mpi))
+    if keep_unselected:
+        cfg = replace(cfg, channels="all")
     cutflow = {"generated": 0, "one_lepton": 0, "min_jets": 0, "min_btags": 0}
     n_malformed = 0
     pool = _WorkerPool(cfg, seed, shard, workers) if workers > 1 else None
@@ -667,20 +781,32 @@ def generate_file(path, n_events: int, seed: int = 0, workers: int = 1, shard: i
                 source = pool.batches(lambda: n_events - writer.n_events)
             else:
                 source = PythiaGenerator(cfg, seed=seed, shard=shard).batches()
-            for batch in source:
+            # Pythia's cross-section estimates: each worker's running one (its last batch's), or every batch's
+            # when each batch re-initialises at its own top mass
+            estimates: dict[int, tuple[float, float]] = {}
+            for number, batch in enumerate(source):
                 n_malformed += batch.n_malformed
+                estimates[number if cfg.top.mass_range is not None else number % workers] = (
+                    batch.sigma_pb, batch.sigma_error_pb)
                 take = min(batch.data.n_events, n_events - writer.n_events)
                 # count the generated events up to the last one written (malformed ones in full)
-                for k, v in detector.cutflow_of(detector.through_selected(batch.stage, take)).items():
+                through = detector.through_selected(batch.stage, take)
+                for k, v in detector.cutflow_of(through).items():
                     cutflow[k] += v
                 cutflow["generated"] += batch.n_malformed
+                if keep_unselected:
+                    writer.append_generated(batch.generated.take(slice(0, len(through))))
                 if take > 0:
                     writer.append(batch.data.take(slice(0, take)))
                     if on_progress is not None:
                         on_progress(take)
                 if writer.n_events >= n_events:
                     break
-            writer.attrs = attrs(cfg, seed, shard, n_shards, workers, cutflow, n_malformed)
+            sigma = combined_cross_section(list(estimates.values()))
+            if cfg.top.mass_range is not None and estimates:  # the average over the batches' masses
+                values = np.array(list(estimates.values()))
+                sigma = (float(values[:, 0].mean()), float(np.sqrt((values[:, 1] ** 2).sum()) / len(values)))
+            writer.attrs = attrs(cfg, seed, shard, n_shards, workers, cutflow, n_malformed, sigma)
     finally:
         if pool is not None:
             pool.close()
