@@ -15,9 +15,10 @@ from lvd.data.representation import detector_arrays
 from lvd.data.schema import read_events, read_generated
 from lvd.errors import DataError, LvdError
 from lvd.models.classifier import binary_cross_entropy, parton_features
+from lvd.runs.acceptance import AcceptanceOptions, load, save
 from lvd.training import acceptance
 
-TINY = acceptance.AcceptanceOptions(width=16, blocks=1, detector_layers=1, num_heads=2, steps=30, batch_size=128,
+TINY = AcceptanceOptions(width=16, blocks=1, detector_layers=1, num_heads=2, steps=30, batch_size=128,
                                     validate_every=10)
 
 
@@ -75,7 +76,7 @@ def test_classifiers_train_save_and_load_exactly(sample, tmp_path):
     for c, inputs in ((eff, (p4,)), (fakes, (objects, mask, met))):
         p = c.probability(*inputs)
         assert p.shape == (inputs[0].shape[0],) and ((p > 0) & (p < 1)).all()
-        back = acceptance.load(acceptance.save(c, tmp_path / c.kind))
+        back = load(save(c, tmp_path / c.kind))
         np.testing.assert_array_equal(back.probability(*inputs), p)
     # batching changes a probability at most by float32 round-off (other shapes compile to other programs)
     np.testing.assert_allclose(eff.probability(p4, batch_size=7), eff.probability(p4),
@@ -90,4 +91,4 @@ def test_samples_without_channels_are_refused(tmp_path):
     with pytest.raises(LvdError, match="no channel"):
         acceptance.train_fakes(read_events(plain), DataOptions(), TINY)
     with pytest.raises(LvdError, match="not a saved classifier"):
-        acceptance.load(tmp_path)
+        load(tmp_path)

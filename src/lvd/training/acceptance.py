@@ -5,19 +5,13 @@ event with its ``pass_selection`` flag and channel (``GENERATED``), and the sele
 (``GENERATOR/channel``). ε is trained on the generated signal events, f on the selected events of every
 channel. Each is a weighted binary classifier (:mod:`lvd.models.classifier`) fitted by Adam on batches drawn
 from ``(seed, step)``, keeping the parameters of the best validation loss; the same seed and file give the same
-classifier. Saved as ``meta.json`` (options, standardisation, history) and ``params.npz`` (arrays only, read
-without pickle).
+classifier (stored and applied by :mod:`lvd.runs.acceptance`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +22,7 @@ from flax import nnx
 from lvd.config import DataOptions
 from lvd.data import channels
 from lvd.data.representation import detector_arrays
-from lvd.data.schema import EventData, Generated, StagedFile, read_events, read_generated
+from lvd.data.schema import EventData, Generated, read_events, read_generated
 from lvd.errors import DataError, LvdError
 from lvd.models.classifier import (
     DetectorClassifier,
@@ -36,61 +30,9 @@ from lvd.models.classifier import (
     binary_cross_entropy,
     parton_features,
 )
+from lvd.runs.acceptance import AcceptanceOptions, Classifier
 
-
-@dataclass(frozen=True)
-class AcceptanceOptions:
-    """The two classifiers' sizes and their training (the same for both)."""
-
-    width: int = 64
-    blocks: int = 2  # residual blocks of the parton classifier
-    detector_layers: int = 2  # transformer blocks of the detector classifier
-    num_heads: int = 4
-    steps: int = 3000
-    batch_size: int = 512
-    learning_rate: float = 1e-3
-    validation_fraction: float = 0.1
-    validate_every: int = 100
-    seed: int = 0
-
-
-@dataclass
-class Classifier:
-    """A trained classifier: its module, the standardisation of its inputs and how it was trained."""
-
-    kind: str  # "efficiency" or "fakes"
-    model: nnx.Module
-    mean: list[np.ndarray]  # per input array, over its last axis
-    std: list[np.ndarray]
-    options: AcceptanceOptions
-    history: list[dict[str, float]]
-
-    def _standardise(self, inputs: list[jax.Array]) -> list[jax.Array]:
-        return [(x - m) / s for x, m, s in zip(inputs, self.mean, self.std, strict=True)]
-
-    def probability(self, *inputs: np.ndarray, batch_size: int = 8192) -> np.ndarray:
-        """The classifier's probability for each event: ε for parton four-vectors ``[N, 6, 4]``; f for
-        detector ``(objects, mask, met)`` as :func:`lvd.data.representation.detector_arrays` returns them."""
-        graphdef, state = nnx.split(self.model)
-        kind = self.kind
-
-        @jax.jit
-        def run(state, *xs):
-            model = nnx.merge(graphdef, state)
-            if kind == "efficiency":
-                return jax.nn.sigmoid(model(self._standardise([parton_features(xs[0])])[0]))
-            objects, met = self._standardise([xs[0], xs[2]])
-            return jax.nn.sigmoid(model(objects * xs[1][..., None], xs[1], met))
-
-        n = inputs[0].shape[0]
-        b = max(1, min(batch_size, n))
-        out = []
-        for i in range(0, n, b):
-            # every call has the same shape (the last chunk padded): one compilation
-            chunk = [np.concatenate([x[i:i + b], np.repeat(x[:1], max(0, i + b - n), axis=0)]) for x in inputs]
-            out.append(np.asarray(run(state, *map(jnp.asarray, chunk)))[: min(b, n - i)])
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
-
+DEFAULTS = AcceptanceOptions()
 
 # --- fitting ---------------------------------------------------------------------------------------------
 
@@ -145,7 +87,7 @@ def _moments(x: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray
     return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
-def train_efficiency(generated: Generated, opts: AcceptanceOptions = AcceptanceOptions()) -> Classifier:
+def train_efficiency(generated: Generated, opts: AcceptanceOptions = DEFAULTS) -> Classifier:
     """ε(partons) from the generated signal events: label ``pass_selection``, weights the generator's."""
     signal = np.flatnonzero(generated.channel == channels.SIGNAL)
     if len(signal) == 0:
@@ -160,7 +102,7 @@ def train_efficiency(generated: Generated, opts: AcceptanceOptions = AcceptanceO
     return Classifier("efficiency", model, [mean], [std], opts, history)
 
 
-def train_fakes(data: EventData, data_opts: DataOptions, opts: AcceptanceOptions = AcceptanceOptions()
+def train_fakes(data: EventData, data_opts: DataOptions, opts: AcceptanceOptions = DEFAULTS
                 ) -> Classifier:
     """f(detector) from the selected events: label 1 for every channel but the signal."""
     if data.generator is None or "channel" not in data.generator:
@@ -184,7 +126,7 @@ def _truth_p4(truth: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
 
 
 def train_acceptance(path: str | os.PathLike, data_opts: DataOptions | None = None,
-                     opts: AcceptanceOptions = AcceptanceOptions()) -> tuple[Classifier, Classifier]:
+                     opts: AcceptanceOptions = DEFAULTS) -> tuple[Classifier, Classifier]:
     """ε and f of the sample in ``path`` (written with ``--keep-unselected``); ``data_opts``: how detector
     events are represented (default: lvd's)."""
     data_opts = data_opts or DataOptions()
@@ -192,49 +134,3 @@ def train_acceptance(path: str | os.PathLike, data_opts: DataOptions | None = No
     if generated is None:
         raise DataError(f"{path}: no generated events' truth (GENERATED); generate with --keep-unselected")
     return train_efficiency(generated, opts), train_fakes(read_events(path), data_opts, opts)
-
-
-# --- storage ---------------------------------------------------------------------------------------------
-
-def save(c: Classifier, folder: str | os.PathLike) -> Path:
-    """``folder/meta.json`` and ``folder/params.npz`` (each written atomically)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    flat = {"/".join(map(str, k)): np.asarray(v) for k, v in nnx.to_flat_state(nnx.state(c.model, nnx.Param))}
-    staged = StagedFile(folder / "params.npz")
-    with open(staged.tmp, "wb") as f:
-        np.savez(f, **flat)
-    staged.commit()
-    meta = {"kind": c.kind, "options": dataclasses.asdict(c.options), "history": c.history,
-            "mean": [m.tolist() for m in c.mean], "std": [s.tolist() for s in c.std],
-            "shapes": {"object_features": len(c.mean[0]), "met_features": len(c.mean[-1])}}
-    staged = StagedFile(folder / "meta.json")
-    Path(staged.tmp).write_text(json.dumps(meta))
-    staged.commit()
-    return folder
-
-
-def load(folder: str | os.PathLike) -> Classifier:
-    folder = Path(folder)
-    try:
-        meta: dict[str, Any] = json.loads((folder / "meta.json").read_text())
-        arrays = dict(np.load(folder / "params.npz", allow_pickle=False))
-    except (OSError, ValueError) as e:
-        raise LvdError(f"{folder}: not a saved classifier ({e})") from None
-    opts = AcceptanceOptions(**meta["options"])
-    rngs = nnx.Rngs(0)
-    if meta["kind"] == "efficiency":
-        model = PartonClassifier(opts.width, opts.blocks, rngs=rngs)
-    else:
-        model = DetectorClassifier(meta["shapes"]["object_features"], meta["shapes"]["met_features"], opts.width,
-                                   opts.detector_layers, opts.num_heads, rngs=rngs)
-    state = nnx.state(model, nnx.Param)
-    flat = dict(nnx.to_flat_state(state))
-    for key in flat:
-        name = "/".join(map(str, key))
-        if name not in arrays or arrays[name].shape != flat[key].shape:
-            raise LvdError(f"{folder}/params.npz: parameter {name} is missing or has the wrong shape")
-        flat[key] = flat[key].replace(jnp.asarray(arrays[name]))
-    nnx.update(model, nnx.from_flat_state(flat))
-    return Classifier(meta["kind"], model, [np.asarray(m, np.float32) for m in meta["mean"]],
-                      [np.asarray(s, np.float32) for s in meta["std"]], opts, meta["history"])
