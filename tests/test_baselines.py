@@ -17,6 +17,7 @@ from lvd.models.baselines.cvae import CVAE
 from lvd.models.baselines.vdm import VDM
 from lvd.models.vae import gaussian_kl, gaussian_kl_between
 from lvd.runs import checkpoint as ckpt
+from lvd.sampling.samplers import solver
 from lvd.sampling.unfold import unfold_file
 from lvd.training.loop import train
 
@@ -136,7 +137,7 @@ def test_vdm_sampler_recovers_an_analytic_gaussian(tiny_file):
     n = 4000
     keys = jax.random.split(jax.random.key(3), n)
     objects, mask, met = jnp.zeros((n, 3, 12)), jnp.ones((n, 3), bool), jnp.zeros((n, 3))
-    x = jax.jit(lambda k: model.sample(objects, mask, met, k, "dpm++", 25))(keys)
+    x = jax.jit(lambda k: model.sample(objects, mask, met, k, solver("dpm++", 25)))(keys)
     # z₁ ~ N(0, I) instead of the exact marginal shifts the mean by α₁·(...) ≈ 0.08·m at γ_max = 5
     np.testing.assert_allclose(x.mean(0), m, atol=0.1 + 4 * float(s.max()) / np.sqrt(n))
     np.testing.assert_allclose(x.std(0), s, rtol=0.1)
@@ -205,7 +206,7 @@ def test_every_model_takes_the_decay_chain(kind, tiny_file):
 
         value, grads = jax.value_and_grad(total)(params)
         keys = jax.random.split(jax.random.key(1), batch.objects.shape[0])
-        unfolded = nnx.merge(graphdef, params, rest).unfold(batch.objects, batch.mask, batch.met, keys, "dpm++", 4)
+        unfolded = nnx.merge(graphdef, params, rest).unfold(batch.objects, batch.mask, batch.met, keys, solver("dpm++", 4))
         return value, grads, unfolded
 
     value, grads, unfolded = loss_and_sample(params, rest, batch)

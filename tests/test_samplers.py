@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from tolerance import tolerance
 
 from lvd.errors import OptionsError
-from lvd.models.samplers import (
+from lvd.sampling.samplers import (
     DDIM,
     SAMPLERS,
     Ancestral,

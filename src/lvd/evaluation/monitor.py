@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lvd import physics
+from lvd.sampling.samplers import solver
 from lvd.training.hooks import Hook
 from lvd.training.trainer import Trainer
 
@@ -82,11 +83,12 @@ class PhysicsMonitor(Hook):
         put = lambda x: jax.device_put(x, device)  # noqa: E731
         self.inputs = (put(a.objects[rows]), put(a.mask[rows]), put(a.met[rows]), put(keys), put(a.x))
         graphdef, s = t.graphdef, t.opts.sample
+        solve = solver(s.sampler, s.steps, s.spacing)
 
         @jax.jit
         def run(params, objects, mask, met, keys, x_true):
             model = params.model(graphdef)
-            unfolded = model.unfold(objects, mask, met, keys, s.sampler, s.steps, s.spacing)  # [n·K, 6, 4]
+            unfolded = model.unfold(objects, mask, met, keys, solve)  # [n·K, 6, 4]
             return physics_metrics(unfolded.reshape(n, k, *unfolded.shape[1:]), model.dims.daughters(x_true))
 
         self.run = run

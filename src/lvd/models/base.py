@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
@@ -13,6 +14,12 @@ from flax import nnx
 from lvd import physics
 from lvd.data.loader import Batch
 from lvd.data.partons import PartonRepresentation, parton_representation
+
+# The reverse-time integration a diffusion model samples with: ``solve(eps_fn, gamma_fn, z₁ [B, L], keys [B]) -> z₀
+# [B, L]`` with ``eps_fn(z_t [B, L], γ_t [B]) -> ε̂ [B, L]`` and ``gamma_fn(t) -> γ(t)``. Models do not know the
+# samplers: :func:`lvd.sampling.samplers.solver` builds it from a sampler's name, steps and time spacing.
+Solve = Callable[[Callable[[jax.Array, jax.Array], jax.Array], Callable[[jax.Array], jax.Array], jax.Array, jax.Array],
+                 jax.Array]
 
 
 @dataclass(frozen=True)
@@ -119,14 +126,13 @@ class UnfoldingModel(nnx.Module, abc.ABC):
         terms (default: :func:`loss_scales` of the options, without ramps)."""
 
     @abc.abstractmethod
-    def sample(self, objects: jax.Array, mask: jax.Array, met: jax.Array, keys: jax.Array,
-               sampler: str, steps: int, spacing: str | None = None) -> jax.Array:
-        """Normalised parton vectors ``[B, D]``, one draw per event, event i drawn from ``keys[i]`` only."""
+    def sample(self, objects: jax.Array, mask: jax.Array, met: jax.Array, keys: jax.Array, solve: Solve) -> jax.Array:
+        """Normalised parton vectors ``[B, D]``, one draw per event, event i drawn from ``keys[i]`` only. A diffusion
+        model integrates its reverse process with ``solve`` (:data:`Solve`); a direct-sampling one ignores it."""
 
-    def unfold(self, objects: jax.Array, mask: jax.Array, met: jax.Array, keys: jax.Array, sampler: str, steps: int,
-               spacing: str | None = None) -> jax.Array:
+    def unfold(self, objects: jax.Array, mask: jax.Array, met: jax.Array, keys: jax.Array, solve: Solve) -> jax.Array:
         """On-shell decay products ``[B, 6, 4]`` of one draw per event (what ``lvd unfold`` writes)."""
-        return self.dims.daughters(self.sample(objects, mask, met, keys, sampler, steps, spacing))
+        return self.dims.daughters(self.sample(objects, mask, met, keys, solve))
 
 
 def consistency_terms(x_hat: jax.Array, x: jax.Array, dims: Dims) -> tuple[jax.Array, jax.Array]:

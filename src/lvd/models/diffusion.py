@@ -10,8 +10,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from lvd.models.base import UnfoldingModel
-from lvd.models.samplers import get_sampler
+from lvd.models.base import Solve, UnfoldingModel
 from lvd.models.schedule import NoiseSchedule, weighting
 
 
@@ -50,13 +49,13 @@ def initial_noise(keys: jax.Array, latent: int) -> jax.Array:
     return jax.vmap(lambda k: jax.random.normal(k, (latent,)))(keys)
 
 
-def sample_clean_latent(schedule: NoiseSchedule, eps_fn, keys: jax.Array, latent: int, sampler: str, steps: int,
-                        spacing: str | None) -> jax.Array:
-    """Run a sampler from ``z₁ ~ N(0, I)`` to ``t = 0`` and return ``z₀/α₀`` (what the decoder was trained on)."""
+def sample_clean_latent(schedule: NoiseSchedule, eps_fn, keys: jax.Array, latent: int, solve: Solve) -> jax.Array:
+    """Integrate with ``solve`` from ``z₁ ~ N(0, I)`` to ``t = 0`` and return ``z₀/α₀`` (what the decoder was
+    trained on)."""
     pair = jax.vmap(jax.random.split)(keys)  # [B, 2] keys
     k_init, k_steps = pair[:, 0], pair[:, 1]
     z1 = initial_noise(k_init, latent)
-    z0 = get_sampler(sampler)(eps_fn, schedule, z1, k_steps, steps, spacing)
+    z0 = solve(eps_fn, schedule, z1, k_steps)
     gamma_0 = schedule.endpoints()[0]
     return z0 / jnp.sqrt(jax.nn.sigmoid(-gamma_0))
 

@@ -74,8 +74,8 @@ class LVD(DiffusionModel):
                  + scale.consistency * consistency + scale.vae_prior * vae_prior + scale.mass_match * mass_match)
         return LossOutput(total=total, terms=terms, diffusion=diffusion)
 
-    def sample(self, objects, mask, met, keys, sampler, steps, spacing=None):
+    def sample(self, objects, mask, met, keys, solve):
         c = self.detector(objects, mask, met)
         z = sample_clean_latent(self.schedule, lambda z_t, g: self.denoiser(z_t, c, g), keys,
-                                self.opts.model.latent, sampler, steps, spacing)
+                                self.opts.model.latent, solve)
         return self._decode(z, c)

@@ -1,4 +1,6 @@
-"""Unfolding: a trained run + detector-level events -> K parton-level samples per event (``unfold``).
+"""Sampling: the reverse-time samplers (``samplers``) and unfolding with them, a trained run + detector-level events
+-> K parton-level samples per event (``unfold``).
 
-The reverse-time samplers themselves are γ/ε math and live beside the schedule, in :mod:`lvd.models.samplers`.
+The diffusion models do not know the samplers: :func:`lvd.sampling.samplers.solver` builds the integration they
+are handed.
 """

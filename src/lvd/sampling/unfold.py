@@ -41,8 +41,8 @@ from lvd.data.unfolded import ENSEMBLE_MEMBERS_ATTR, ENSEMBLE_SAMPLES_ATTR
 from lvd.data.vectors import to_awkward
 from lvd.distributed import make_mesh
 from lvd.errors import OptionsError
-from lvd.models.samplers import resolve_spacing
 from lvd.runs.run import Checkpoint
+from lvd.sampling.samplers import resolve_spacing, solver
 from lvd.version import __version__
 
 UNFOLDED_FEATURES = ("pt", "eta", "phi", "mass", "energy")
@@ -84,10 +84,10 @@ class Unfolder:
 
     @functools.cache  # noqa: B019  (a few (sampler, steps, spacing) combinations per unfolder)
     def _sampler_fn(self, sampler: str, steps: int, spacing: str | None) -> Callable:
-        graphdef = self.graphdef
+        graphdef, solve = self.graphdef, solver(sampler, steps, spacing)
 
         def run(params, objects, mask, met, keys):
-            return params.model(graphdef).unfold(objects, mask, met, keys, sampler, steps, spacing)
+            return params.model(graphdef).unfold(objects, mask, met, keys, solve)
 
         return jax.jit(run)
 

@@ -124,7 +124,7 @@ class CINN(UnfoldingModel):
             total = total + scale.consistency * consistency + scale.mass_match * mass_match
         return LossOutput(total=total, terms=terms)
 
-    def sample(self, objects, mask, met, keys, sampler, steps, spacing=None):
+    def sample(self, objects, mask, met, keys, solve):
         c = self.detector(objects, mask, met)
         z = jax.vmap(lambda k: jax.random.normal(k, (self.dims.parton_dim,)))(keys)
         return self.inverse(z, c)

@@ -71,7 +71,7 @@ class CVAE(UnfoldingModel):
                  + scale.mass_match * mass_match)
         return LossOutput(total=total, terms=terms)
 
-    def sample(self, objects, mask, met, keys, sampler, steps, spacing=None):
+    def sample(self, objects, mask, met, keys, solve):
         c = self.detector(objects, mask, met)
         mean, log_sigma = self._prior(c)
         eps = jax.vmap(lambda k: jax.random.normal(k, (self.opts.model.latent,)))(keys)

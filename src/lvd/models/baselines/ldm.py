@@ -60,7 +60,7 @@ class VAE(UnfoldingModel):
                  + scale.mass_match * mass_match)
         return LossOutput(total=total, terms=terms)
 
-    def sample(self, objects, mask, met, keys, sampler, steps, spacing=None):
+    def sample(self, objects, mask, met, keys, solve):
         """The unconditional VAE ignores the detector: draws from its prior (a sanity baseline, not an unfolding)."""
         z = jax.vmap(lambda k: jax.random.normal(k, (self.opts.model.latent,)))(keys)
         return self.vae.decoder(z)
@@ -98,9 +98,9 @@ class LDM(DiffusionModel):
         terms = {"diffusion": diffusion, "prior": prior}
         return LossOutput(total=scale.diffusion * diffusion + scale.prior * prior, terms=terms, diffusion=diffusion)
 
-    def sample(self, objects, mask, met, keys, sampler, steps, spacing=None):
+    def sample(self, objects, mask, met, keys, solve):
         c = self.detector(objects, mask, met)
         z = sample_clean_latent(self.schedule, lambda z_t, g: self.denoiser(z_t, c, g), keys,
-                                self.opts.model.latent, sampler, steps, spacing)
+                                self.opts.model.latent, solve)
         return self.vae.decoder(z)
 

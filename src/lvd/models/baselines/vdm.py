@@ -63,7 +63,7 @@ class VDM(DiffusionModel):
                  + scale.consistency * consistency + scale.mass_match * mass_match)
         return LossOutput(total=total, terms=terms, diffusion=diffusion)
 
-    def sample(self, objects, mask, met, keys, sampler, steps, spacing=None):
+    def sample(self, objects, mask, met, keys, solve):
         c = self.detector(objects, mask, met)
         return sample_clean_latent(self.schedule, lambda z_t, g: self.denoiser(z_t, c, g), keys,
-                                   self.dims.parton_dim, sampler, steps, spacing)
+                                   self.dims.parton_dim, solve)

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 
 from lvd.config import SAMPLER_NAMES, SPACINGS
 from lvd.errors import OptionsError
+from lvd.models.base import Solve
 
 Array = jax.Array
 EpsFn = Callable[[Array, Array], Array]  # (z_t [B, L], gamma_t [B]) -> eps_hat [B, L]
@@ -50,6 +51,7 @@ __all__ = [
     "get_sampler",
     "resolve_spacing",
     "invert_gamma",
+    "solver",
     "time_grid",
 ]
 
@@ -337,6 +339,18 @@ def resolve_spacing(sampler: str, spacing: str | None) -> str:
     if spacing not in SPACINGS:
         raise OptionsError(f"unknown time spacing {spacing!r}; valid: default, {', '.join(SPACINGS)}")
     return spacing
+
+
+def solver(name: str, steps: int, spacing: str | None = None) -> Solve:
+    """The integration a diffusion model's ``sample`` runs (:data:`lvd.models.base.Solve`): sampler ``name`` with
+    ``steps`` steps on the ``spacing`` grid (None/"default": the sampler's own). Models take it as an argument,
+    so they need not know the samplers."""
+    sampler = get_sampler(name)
+
+    def solve(eps_fn: EpsFn, gamma_fn: GammaFn, z1: Array, keys: Array) -> Array:
+        return sampler(eps_fn, gamma_fn, z1, keys, steps, spacing)
+
+    return solve
 
 
 def get_sampler(name: str) -> Sampler:
