@@ -181,8 +181,12 @@ class Result:
 
 
 def histogram(values: np.ndarray, weights: np.ndarray, edges: np.ndarray, n_boot: int = 200, seed: int = 0,
-              density: bool = False, members: int = 1) -> tuple[Binned, np.ndarray]:
+              density: bool = False, members: int = 1, sample_weights: np.ndarray | None = None
+              ) -> tuple[Binned, np.ndarray]:
     """``values [N]`` or ``[N, K]``, ``weights [N]`` -> the :class:`Binned` histogram and Σ w² c² ``[B]``.
+
+    Event i contributes ``w_i c_ib`` to bin b, ``c_ib = (1/K) Σ_k s_ik 1[x_ik ∈ b]`` its draws' share, each draw
+    weighted by ``sample_weights [N, K]`` (``s``, default 1; e.g. 1/ε of the draw for a cross section).
 
     ``n_boot`` ≥ 2: a covariance from fewer replicas is undefined (it would be NaN in every output).
     ``members`` M ≥ 2: the K columns are an ensemble's, member m's in ``[m·K/M, (m+1)·K/M)``, and the histogram
@@ -198,17 +202,20 @@ def histogram(values: np.ndarray, weights: np.ndarray, edges: np.ndarray, n_boot
     bin_of = np.where(x == edges[-1], b - 1, bin_of)  # the last edge belongs to the last bin, as np.histogram
     inside = (bin_of >= 0) & (bin_of < b) & np.isfinite(x)
     # per-sample histograms [K, B]
-    per_sample = np.stack([np.bincount(bin_of[inside[:, j], j], weights=w[inside[:, j]], minlength=b)
+    s = np.ones((n, k)) if sample_weights is None else np.broadcast_to(np.asarray(sample_weights, np.float64), (n, k))
+    per_sample = np.stack([np.bincount(bin_of[inside[:, j], j], weights=(w * s[:, j])[inside[:, j]], minlength=b)
                            for j in range(k)])
     # events' fractions per bin, as sparse (event, bin, fraction) entries: every replica is one bincount
-    code = np.unique((np.arange(n)[:, None] * b + bin_of)[inside], return_counts=True)
-    event, column, frac = code[0] // b, code[0] % b, code[1] / k
+    code, where = np.unique((np.arange(n)[:, None] * b + bin_of)[inside], return_inverse=True)
+    event, column = code // b, code % b
+    frac = np.bincount(where, weights=s[inside], minlength=len(code)) / k
+    frac2 = np.bincount(where, weights=s[inside] ** 2, minlength=len(code)) / k  # (1/K) Σ_k s_ik² 1[x_ik ∈ b]
     central = np.bincount(column, weights=w[event] * frac, minlength=b)
     sum_w2 = np.bincount(column, weights=(w[event] * frac) ** 2, minlength=b)
     rng = np.random.default_rng(seed)
     replicas = np.stack([np.bincount(column, weights=(w * rng.poisson(1.0, n))[event] * frac, minlength=b)
                          for _ in range(n_boot)])
-    cov_post = _posterior_covariance(event, column, w[event], frac, n, b, k) if k > 1 else None
+    cov_post = _posterior_covariance(event, column, w[event], frac, n, b, k, frac2) if k > 1 else None
     if density and cov_post is not None:
         jac = _density_jacobian(central, np.diff(edges))
         cov_post = jac @ cov_post @ jac.T
@@ -235,19 +242,21 @@ def _model_covariance(per_sample: np.ndarray, members: int, scale) -> tuple[np.n
 
 
 def _posterior_covariance(event: np.ndarray, column: np.ndarray, w: np.ndarray, frac: np.ndarray, n: int,
-                          b: int, k: int) -> np.ndarray:
+                          b: int, k: int, frac2: np.ndarray | None = None) -> np.ndarray:
     """``[B, B]`` covariance of one draw of the truth-level histogram given the data, event by event.
 
     Draws of different events are independent, so ``Cov(h_b, h_b') = Σ_i w_i² (δ_bb' p_ib − p_ib p_ib')`` with
     ``p_i`` event i's bin probabilities; its fractions ``c_i`` estimate them, and ``K/(K − 1)`` makes the
     estimate unbiased. Unlike the covariance of the K per-sample histograms (rank ≤ K − 1, noisy when K is not
     far above the number of bins, which inflates any χ² built on it) it has full rank for every K ≥ 2.
-    ``event, column, frac``: the sparse entries ``c_ib``; ``w [entries]``: their events' weights.
+    ``event, column, frac``: the sparse entries ``c_ib``; ``w [entries]``: their events' weights. With weighted
+    draws (``s_ik``) a draw's contribution to bin b is ``s_ik 1[x_ik ∈ b]``, whose second moment ``frac2`` =
+    ``(1/K) Σ_k s_ik² 1[x_ik ∈ b]`` replaces ``c_ib`` on the diagonal (equal to it when every s = 1).
     """
     import scipy.sparse
 
     f = scipy.sparse.csr_matrix((w * frac, (event, column)), shape=(n, b))  # [N, B]: w_i c_ib
-    diag = np.bincount(column, weights=w**2 * frac, minlength=b)  # Σ_i w_i² c_ib
+    diag = np.bincount(column, weights=w**2 * (frac if frac2 is None else frac2), minlength=b)  # Σ_i w_i² c_ib
     return k / (k - 1) * (np.diag(diag) - (f.T @ f).toarray())
 
 

@@ -1,0 +1,120 @@
+"""Differential cross sections from unfolded events, corrected for the selection's efficiency and its fakes.
+
+Unfolding returns K draws ``x_ik`` of the parton-level truth of every *selected* event. The selection lost signal
+events (efficiency ``ε(x) = P(selected | x) < 1``) and let non-signal ones in (each event is signal with
+probability ``s_i = 1 − f_i``). Weighting each event by ``s_i`` and each draw by ``1/ε(x_ik)`` turns the sum over
+selected events into an estimate over every signal event of the phase space:
+
+    dσ/dx |_b = 1/(L Δx_b) · Σ_i w_i s_i (1/K) Σ_k 1[x_ik ∈ b] / ε(x_ik),
+
+with ``L`` the integrated luminosity (fb⁻¹) and ``w_i`` the event weights; the result is in fb per unit of x.
+Its expectation is the truth's when ε and f are the true conditional probabilities (E[1[selected]/ε(x)] = 1 for
+every x, E[s] is the signal share of the selected events). Where ε vanishes no event can tell about the truth:
+the full phase space is then an extrapolation (state a fiducial one).
+
+Uncertainties: statistical (Poisson bootstrap of the events), posterior (the draws' spread, event-wise), and
+the acceptance's (the spread over replicas of the classifiers, e.g. trained on bootstrap resamples or other
+seeds); each a covariance in the histogram's bins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lvd.errors import DataError, LvdError
+from lvd.measurement.histogram import Binned, histogram
+
+
+@dataclass
+class Acceptance:
+    """Per-event signal probabilities ``signal [N]`` (= 1 − f) and per-draw efficiencies ``efficiency [N, K]``;
+    optionally ``R`` replicas of both (``signal_replicas [R, N]``, ``efficiency_replicas [R, N, K]``) whose
+    spread is the acceptance uncertainty."""
+
+    signal: np.ndarray
+    efficiency: np.ndarray
+    signal_replicas: np.ndarray | None = None
+    efficiency_replicas: np.ndarray | None = None
+
+    def check(self, n: int, k: int, minimum_efficiency: float) -> None:
+        for name, a, shape in (("signal probability", self.signal, (n,)), ("efficiency", self.efficiency, (n, k))):
+            if np.shape(a) != shape:
+                raise LvdError(f"{name}: shape {np.shape(a)}, expected {shape} (events, draws)")
+            if not np.isfinite(a).all() or (a < 0).any() or (a > 1).any():
+                raise DataError(f"{name}: values outside [0, 1] or not finite")
+        if (self.efficiency < minimum_efficiency).any():
+            bad = np.unravel_index(np.argmax(self.efficiency < minimum_efficiency), self.efficiency.shape)
+            raise DataError(f"efficiency {float(self.efficiency[bad]):.3g} at event {bad[0]}, draw {bad[1]}: below "
+                            f"{minimum_efficiency:g}, where 1/ε is not a measurement (restrict the phase space)")
+
+
+@dataclass
+class CrossSection:
+    """A binned cross section: ``binned.values`` in fb per unit of x (or 1/σ dσ/dx when ``normalised``), the
+    total ``sigma_fb`` of the phase space and its statistical and posterior errors."""
+
+    binned: Binned
+    cov_acceptance: np.ndarray | None
+    sigma_fb: float
+    sigma_stat_fb: float
+    sigma_posterior_fb: float
+    normalised: bool
+
+    @property
+    def cov_total(self) -> np.ndarray:
+        return self.binned.cov_total + (0.0 if self.cov_acceptance is None else self.cov_acceptance)
+
+
+def cross_section(values: np.ndarray, weights: np.ndarray, acceptance: Acceptance, luminosity_inv_fb: float,
+                  edges: np.ndarray, *, n_boot: int = 200, seed: int = 0, normalised: bool = False,
+                  minimum_efficiency: float = 1e-3) -> CrossSection:
+    """dσ/dx (fb per unit of x) of ``values [N, K]`` (or ``[N]``) with event ``weights [N]`` and ``acceptance``."""
+    if not luminosity_inv_fb > 0:
+        raise DataError(f"luminosity {luminosity_inv_fb} fb^-1: must be positive")
+    x = np.asarray(values, np.float64)
+    x = x[:, None] if x.ndim == 1 else x
+    n, k = x.shape
+    acceptance.check(n, k, minimum_efficiency)
+    event_w = np.asarray(weights, np.float64) * acceptance.signal / luminosity_inv_fb
+    draw_w = 1.0 / acceptance.efficiency
+    binned, _ = histogram(x, event_w, edges, n_boot, seed, density=normalised, sample_weights=draw_w)
+    width = np.diff(edges)
+    if not normalised:  # counts per bin -> per unit of x: a linear map of every component
+        binned = _per_unit(binned, width)
+    cov_acc = None
+    if acceptance.signal_replicas is not None and acceptance.efficiency_replicas is not None:
+        reps = []
+        for sig, eff in zip(acceptance.signal_replicas, acceptance.efficiency_replicas, strict=True):
+            Acceptance(sig, eff).check(n, k, minimum_efficiency)
+            h, _ = histogram(x, np.asarray(weights, np.float64) * sig / luminosity_inv_fb, edges, 2, seed,
+                             density=normalised, sample_weights=1.0 / eff)
+            reps.append(h.values if normalised else h.values / width)
+        cov_acc = np.cov(np.stack(reps), rowvar=False, ddof=1).reshape(len(width), len(width))
+    sigma, stat, post = total(x, event_w, draw_w, n_boot, seed)
+    return CrossSection(binned=binned, cov_acceptance=cov_acc, sigma_fb=sigma, sigma_stat_fb=stat,
+                        sigma_posterior_fb=post, normalised=normalised)
+
+
+def total(values: np.ndarray, event_weights: np.ndarray, draw_weights: np.ndarray, n_boot: int, seed: int
+          ) -> tuple[float, float, float]:
+    """The phase space's total ``Σ_i w_i (1/K) Σ_k s_ik`` (no binning) and its statistical (Poisson bootstrap)
+    and posterior (the draws' spread, K/(K − 1)) errors."""
+    per_event = draw_weights.mean(axis=1)  # [N]
+    sigma = float((event_weights * per_event).sum())
+    rng = np.random.default_rng([seed, 1])
+    boot = np.array([(event_weights * rng.poisson(1.0, len(per_event)) * per_event).sum() for _ in range(n_boot)])
+    k = draw_weights.shape[1]
+    post = float(np.sqrt((event_weights**2 * draw_weights.var(axis=1, ddof=1)).sum())) if k > 1 else 0.0
+    return sigma, float(boot.std(ddof=1)), post
+
+
+def _per_unit(b: Binned, width: np.ndarray) -> Binned:
+    scale = 1.0 / width
+    outer = np.outer(scale, scale)
+    return Binned(values=b.values * scale, cov_stat=b.cov_stat * outer,
+                  cov_posterior=None if b.cov_posterior is None else b.cov_posterior * outer,
+                  per_sample=None if b.per_sample is None else b.per_sample * scale,
+                  cov_model=None if b.cov_model is None else b.cov_model * outer,
+                  per_member=None if b.per_member is None else b.per_member * scale)
