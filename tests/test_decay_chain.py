@@ -7,8 +7,8 @@ import pytest
 import scipy.special
 from tolerance import tolerance
 
-from lvd import decay_chain as dc
 from lvd import physics
+from lvd.data import decay_chain as dc
 
 M_B = physics.PDG_MASS[5]
 EPS32 = float(np.finfo(np.float32).eps)

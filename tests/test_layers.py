@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # layer of each package/module prefix (longest prefix wins)
 LAYERS = {
-    "lvd.errors": 0, "lvd.version": 0, "lvd.physics": 0, "lvd.decay_chain": 0, "lvd.config": 0, "lvd.distributed": 0,
+    "lvd.errors": 0, "lvd.version": 0, "lvd.physics": 0, "lvd.config": 0, "lvd.distributed": 0,
     "lvd.data": 1,
     "lvd.models": 2, "lvd.runs": 2,
     "lvd.training": 3,

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import wasserstein_distance
 
-from lvd import decay_chain, physics
+from lvd import physics
+from lvd.data import decay_chain
 from lvd.data.prior import N_BINS, PRIOR_HISTOGRAMS_ATTR
 from lvd.data.schema import EventData, read_events, write_events
 from lvd.measurement.reweight import iterate_weights, reweight_file

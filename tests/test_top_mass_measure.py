@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from lvd import decay_chain
+from lvd.data import decay_chain
 from lvd.data.generate.top_mass import top_width
 from lvd.data.prior import PRIOR_ATTR
 from lvd.data.schema import EventData, write_events

@@ -5,7 +5,7 @@ A representation is chosen by ``data.parton_representation`` and stored in every
 * ``paper``: the LVD paper's eleven objects (six decay products, then the five resonances) ×
   ``(px, py, pz, log(E+1), m)``, 55 numbers. The resonances repeat information the daughters carry; the masses
   they *state* are what the consistency loss compares with the daughters' sums.
-* ``decay_chain``: 24 numbers in which the top and W masses are coordinates (:mod:`lvd.decay_chain`);
+* ``decay_chain``: 24 numbers in which the top and W masses are coordinates (:mod:`lvd.data.decay_chain`);
 * ``ttbar_chain``: 23 numbers, the same one level up: the tt̄ system's momentum and mass, then the two tops.
 
 Both directions work on trailing axes with NumPy or JAX arrays, so the same code encodes the training truth and
@@ -20,8 +20,9 @@ import abc
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lvd import decay_chain, physics
+from lvd import physics
 from lvd.config import PARTON_REPRESENTATIONS
+from lvd.data import decay_chain
 
 N_DAUGHTERS = len(physics.DECAY_PRODUCTS)
 _PAPER_FEATURES = ("px", "py", "pz", "log_e", "m")
@@ -32,7 +33,7 @@ class PartonRepresentation(abc.ABC):
     """Decay products ``[..., 6, 4]`` ↔ parton vectors ``[..., D]`` (physical units, before normalisation).
 
     ``top_width``: the line width the decay chains' top-mass coordinate is Gaussianised with
-    (``data.top_line_width``; :func:`lvd.decay_chain.top_mass_to_u`); the paper's representation ignores it."""
+    (``data.top_line_width``; :func:`lvd.data.decay_chain.top_mass_to_u`); the paper's representation ignores it."""
 
     name: ClassVar[str]
     features: ClassVar[tuple[str, ...]]
@@ -83,7 +84,7 @@ class Paper(PartonRepresentation):
 @dataclass(frozen=True)
 class DecayChain(PartonRepresentation):
     """Each top's ``(log pT, η, cos φ, sin φ, u_t)``, its W's ``(u_W, n_W)`` in the top frame and one W daughter's
-    direction ``n_d`` in the W frame (:mod:`lvd.decay_chain`); masses are coordinates."""
+    direction ``n_d`` in the W frame (:mod:`lvd.data.decay_chain`); masses are coordinates."""
 
     name = "decay_chain"
     features = decay_chain.FEATURES
@@ -98,7 +99,7 @@ class DecayChain(PartonRepresentation):
 @dataclass(frozen=True)
 class TtbarChain(PartonRepresentation):
     """The tt̄ system ``(px, py, y, log(m_tt − m₁ − m₂))``, the leptonic top's direction in the tt̄ frame, and each
-    top's ``(u_t, u_W, n_W, n_d)`` (:func:`lvd.decay_chain.encode_ttbar`): pT(tt̄), m(tt̄) and the masses are
+    top's ``(u_t, u_W, n_W, n_d)`` (:func:`lvd.data.decay_chain.encode_ttbar`): pT(tt̄), m(tt̄) and the masses are
     coordinates."""
 
     name = "ttbar_chain"
