@@ -61,7 +61,7 @@ def test_fit_is_the_maximum_likelihood_logistic_regression():
     y = (rng.random(n) < 1 / (1 + np.exp(-(2 * x[:, 0] - 1)))).astype(np.float32)
     model = nnx.Linear(1, 1, rngs=nnx.Rngs(0))
     opts = dataclasses.replace(TINY, steps=1500, batch_size=1024, learning_rate=0.05, validate_every=500)
-    fitted, history = acceptance.fit(model, lambda m, v: m(v)[..., 0], [x], y, np.ones(n, np.float32), opts)
+    fitted, history, _ = acceptance.fit(model, lambda m, v: m(v)[..., 0], [x], y, np.ones(n, np.float32), opts)
     slope, intercept = float(fitted.kernel[...][0, 0]), float(fitted.bias[...][0])
     # Fisher information of logistic regression at (2, −1): standard errors ≈ 0.03 (slope), 0.02 (intercept)
     assert slope == pytest.approx(2.0, abs=0.15) and intercept == pytest.approx(-1.0, abs=0.1)
@@ -92,3 +92,13 @@ def test_samples_without_channels_are_refused(tmp_path):
         acceptance.train_fakes(read_events(plain), DataOptions(), TINY)
     with pytest.raises(LvdError, match="not a saved classifier"):
         load(tmp_path)
+
+
+def test_platt_scaling_recovers_the_calibration():
+    """Logits twice too confident (the true probability is σ(s/2 + 0.3)) are mapped back: a ≈ 1/2, b ≈ 0.3."""
+    rng = np.random.default_rng(2)
+    s = rng.normal(0.0, 3.0, 40_000).astype(np.float32)
+    y = (rng.random(len(s)) < 1 / (1 + np.exp(-(s / 2 + 0.3)))).astype(np.float32)
+    a, b = acceptance.platt_scaling(s, y, np.ones(len(s), np.float32))
+    # standard errors of the logistic regression here are ≈ 0.01 (both)
+    assert a == pytest.approx(0.5, abs=0.05) and b == pytest.approx(0.3, abs=0.06)

@@ -51,6 +51,8 @@ class Classifier:
     std: list[np.ndarray]
     options: AcceptanceOptions
     history: list[dict[str, float]]
+    # Platt scaling (a, b): the probability is σ(a·s + b) of the network's logit s, fitted on held-out events
+    platt: tuple[float, float] = (1.0, 0.0)
 
     def _standardise(self, inputs: list[jax.Array]) -> list[jax.Array]:
         return [(x - m) / s for x, m, s in zip(inputs, self.mean, self.std, strict=True)]
@@ -60,14 +62,15 @@ class Classifier:
         detector ``(objects, mask, met)`` as :func:`lvd.data.representation.detector_arrays` returns them."""
         graphdef, state = nnx.split(self.model)
         kind = self.kind
+        scale, shift = self.platt
 
         @jax.jit
         def run(state, *xs):
             model = nnx.merge(graphdef, state)
             if kind == "efficiency":
-                return jax.nn.sigmoid(model(self._standardise([parton_features(xs[0])])[0]))
+                return jax.nn.sigmoid(scale * model(self._standardise([parton_features(xs[0])])[0]) + shift)
             objects, met = self._standardise([xs[0], xs[2]])
-            return jax.nn.sigmoid(model(objects * xs[1][..., None], xs[1], met))
+            return jax.nn.sigmoid(scale * model(objects * xs[1][..., None], xs[1], met) + shift)
 
         n = inputs[0].shape[0]
         b = max(1, min(batch_size, n))
@@ -90,7 +93,7 @@ def save(c: Classifier, folder: str | os.PathLike) -> Path:
     with open(staged.tmp, "wb") as f:
         np.savez(f, **flat)
     staged.commit()
-    meta = {"kind": c.kind, "options": dataclasses.asdict(c.options), "history": c.history,
+    meta = {"kind": c.kind, "options": dataclasses.asdict(c.options), "history": c.history, "platt": list(c.platt),
             "mean": [m.tolist() for m in c.mean], "std": [s.tolist() for s in c.std],
             "shapes": {"object_features": len(c.mean[0]), "met_features": len(c.mean[-1])}}
     staged = StagedFile(folder / "meta.json")
@@ -122,4 +125,5 @@ def load(folder: str | os.PathLike) -> Classifier:
         flat[key] = flat[key].replace(jnp.asarray(arrays[name]))
     nnx.update(model, nnx.from_flat_state(flat))
     return Classifier(meta["kind"], model, [np.asarray(m, np.float32) for m in meta["mean"]],
-                      [np.asarray(s, np.float32) for s in meta["std"]], opts, meta["history"])
+                      [np.asarray(s, np.float32) for s in meta["std"]], opts, meta["history"],
+                      tuple(meta.get("platt", (1.0, 0.0))))

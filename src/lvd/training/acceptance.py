@@ -37,9 +37,9 @@ DEFAULTS = AcceptanceOptions()
 # --- fitting ---------------------------------------------------------------------------------------------
 
 def fit(model: nnx.Module, apply: Callable[..., jax.Array], inputs: list[np.ndarray], labels: np.ndarray,
-        weights: np.ndarray, opts: AcceptanceOptions) -> tuple[nnx.Module, list[dict[str, float]]]:
+        weights: np.ndarray, opts: AcceptanceOptions) -> tuple[nnx.Module, list[dict[str, float]], np.ndarray]:
     """Minimise the weighted binary cross entropy of ``apply(model, *batch_inputs)`` (logits); returns the model
-    at its best validation loss and the history. Validation events are a seeded random ``validation_fraction``."""
+    at its best validation loss, the history and the validation events (a seeded random ``validation_fraction``)."""
     n = len(labels)
     order = np.random.default_rng([opts.seed, 0]).permutation(n)
     n_val = max(1, int(round(opts.validation_fraction * n)))
@@ -78,7 +78,20 @@ def fit(model: nnx.Module, apply: Callable[..., jax.Array], inputs: list[np.ndar
             history.append({"step": i, "train": float(value), "validation": v})
             if v < best_loss:
                 best, best_loss = params, v
-    return nnx.merge(graphdef, best), history
+    return nnx.merge(graphdef, best), history, val
+
+
+def platt_scaling(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """``(a, b)`` of the calibrated probability ``σ(a·s + b)``: the logistic regression of the labels on held-out
+    events' logits ``s``. A flexible classifier's probabilities are over-confident where it fitted noise
+    (a < 1 shrinks them); early stopping alone leaves that, and 1/ε magnifies it."""
+    line = nnx.Linear(1, 1, rngs=nnx.Rngs(seed))
+    line.kernel[...] = jnp.ones((1, 1))
+    line.bias[...] = jnp.zeros((1,))
+    opts = AcceptanceOptions(steps=400, batch_size=min(len(labels), 4096), learning_rate=0.02,
+                             validation_fraction=0.2, validate_every=100, seed=seed)
+    fitted, _, _ = fit(line, lambda m, x: m(x)[..., 0], [np.asarray(logits, np.float32)[:, None]], labels, weights, opts)
+    return float(fitted.kernel[...][0, 0]), float(fitted.bias[...][0])
 
 
 def _moments(x: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -97,9 +110,11 @@ def train_efficiency(generated: Generated, opts: AcceptanceOptions = DEFAULTS) -
     features = np.asarray(parton_features(jnp.asarray(p4)))
     mean, std = _moments(features)
     model = PartonClassifier(opts.width, opts.blocks, rngs=nnx.Rngs(opts.seed))
-    model, history = fit(model, lambda m, x: m(x), [(features - mean) / std],
-                         g.pass_selection.astype(np.float32), g.event_weights().astype(np.float32), opts)
-    return Classifier("efficiency", model, [mean], [std], opts, history)
+    inputs, labels = [(features - mean) / std], g.pass_selection.astype(np.float32)
+    weights = g.event_weights().astype(np.float32)
+    model, history, val = fit(model, lambda m, x: m(x), inputs, labels, weights, opts)
+    platt = platt_scaling(_logits(model, [x[val] for x in inputs]), labels[val], weights[val], opts.seed)
+    return Classifier("efficiency", model, [mean], [std], opts, history, platt)
 
 
 def train_fakes(data: EventData, data_opts: DataOptions, opts: AcceptanceOptions = DEFAULTS
@@ -113,9 +128,18 @@ def train_fakes(data: EventData, data_opts: DataOptions, opts: AcceptanceOptions
                                rngs=nnx.Rngs(opts.seed))
     inputs = [(objects - om) / os_ * mask[..., None], mask, (met - mm) / ms]
     labels = (data.generator["channel"] != channels.SIGNAL).astype(np.float32)
-    model, history = fit(model, lambda m, o, k, e: m(o, k, e), inputs, labels,
-                         data.event_weights().astype(np.float32), opts)
-    return Classifier("fakes", model, [om, mm], [os_, ms], opts, history)
+    weights = data.event_weights().astype(np.float32)
+    model, history, val = fit(model, lambda m, o, k, e: m(o, k, e), inputs, labels, weights, opts)
+    platt = platt_scaling(_logits(model, [x[val] for x in inputs]), labels[val], weights[val], opts.seed)
+    return Classifier("fakes", model, [om, mm], [os_, ms], opts, history, platt)
+
+
+def _logits(model: nnx.Module, inputs: list[np.ndarray], batch_size: int = 8192) -> np.ndarray:
+    graphdef, state = nnx.split(model)
+    run = jax.jit(lambda state, *xs: nnx.merge(graphdef, state)(*xs))
+    n = len(inputs[0])
+    return np.concatenate([np.asarray(run(state, *(jnp.asarray(x[i:i + batch_size]) for x in inputs)))
+                           for i in range(0, n, batch_size)])
 
 
 def _truth_p4(truth: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
