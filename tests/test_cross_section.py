@@ -42,29 +42,29 @@ def test_exact_corrections_give_the_truths_cross_section():
     x, signal, eff, truth_counts, n_gen = _experiment(1)
     sigma_true = 500.0 * 1000  # fb: the generated events stand for 500 pb
     lumi = n_gen / sigma_true
-    r = cross_section(x, np.ones(len(x)), Acceptance(signal, eff[:, None]), lumi, EDGES, n_boot=100, seed=2)
+    r, tot = cross_section(x, np.ones(len(x)), Acceptance(signal, eff[:, None]), lumi, EDGES, n_boot=100, seed=2)
     truth = truth_counts / lumi / np.diff(EDGES)
-    resid = r.binned.values - truth
+    resid = r.values - truth
     # the statistical covariance alone (K = 1: no posterior spread); the truth's own Poisson noise is shared
     # only in part (the selected events are a subset), so the χ² is ≲ ndf when the estimator is unbiased
     chi2 = resid @ np.linalg.solve(r.cov_total, resid)
     assert stats.chi2.sf(chi2, len(truth)) > 1e-3, chi2
-    assert r.binned.cov_posterior is None and r.sigma_posterior_fb == 0.0
+    assert r.cov_posterior is None and tot["posterior_fb"] == 0.0
     # the total within its statistical error of the truth's (the range's events: all but the far tail)
     in_range = truth_counts.sum() / lumi
-    assert abs(r.binned.values @ np.diff(EDGES) - in_range) < 4 * r.sigma_stat_fb
-    assert abs(r.sigma_fb - sigma_true) < 4 * r.sigma_stat_fb
+    assert abs(r.values @ np.diff(EDGES) - in_range) < 4 * tot["stat_fb"]
+    assert abs(tot["sigma_fb"] - sigma_true) < 4 * tot["stat_fb"]
     # without the corrections the same events are far from the truth: the test has power
-    plain = cross_section(x, np.ones(len(x)), Acceptance(np.ones(len(x)), np.ones((len(x), 1))), lumi, EDGES,
-                          n_boot=100, seed=2)
-    resid = plain.binned.values - truth
+    plain, _ = cross_section(x, np.ones(len(x)), Acceptance(np.ones(len(x)), np.ones((len(x), 1))), lumi, EDGES,
+                             n_boot=100, seed=2)
+    resid = plain.values - truth
     assert resid @ np.linalg.solve(plain.cov_total, resid) > 100 * len(truth)
 
 
 def test_normalised_cross_section_integrates_to_one():
     x, signal, eff, _, n_gen = _experiment(3, n_generated=20_000)
-    r = cross_section(x, np.ones(len(x)), Acceptance(signal, eff[:, None]), 1.0, EDGES, n_boot=20, normalised=True)
-    assert r.binned.values @ np.diff(EDGES) == pytest.approx(1.0, rel=1e-12)
+    r, _ = cross_section(x, np.ones(len(x)), Acceptance(signal, eff[:, None]), 1.0, EDGES, n_boot=20, normalised=True)
+    assert r.values @ np.diff(EDGES) == pytest.approx(1.0, rel=1e-12)
 
 
 def test_weighted_draws_posterior_covariance_is_the_draws_covariance():
@@ -91,11 +91,12 @@ def test_acceptance_replicas_give_their_spread():
     n = len(x)
     reps_s = np.stack([signal, signal, np.clip(signal * 1.1, 0, 1)])
     reps_e = np.stack([eff, eff * 0.9, eff])[..., None]
-    r = cross_section(x, np.ones(n), Acceptance(signal, eff[:, None], reps_s, reps_e), 1.0, EDGES, n_boot=10)
-    hists = [cross_section(x, np.ones(n), Acceptance(a, e), 1.0, EDGES, n_boot=2).binned.values
+    r, _ = cross_section(x, np.ones(n), Acceptance(signal, eff[:, None], reps_s, reps_e), 1.0, EDGES, n_boot=10)
+    hists = [cross_section(x, np.ones(n), Acceptance(a, e), 1.0, EDGES, n_boot=2)[0].values
              for a, e in zip(reps_s, reps_e, strict=True)]
     np.testing.assert_allclose(r.cov_acceptance, np.cov(np.stack(hists), rowvar=False), rtol=1e-10)
-    np.testing.assert_allclose(r.cov_total, r.binned.cov_total + r.cov_acceptance, rtol=1e-12)
+    np.testing.assert_allclose(r.cov_total, r.cov_stat + r.cov_acceptance, rtol=1e-12)
+    assert r.components() == ["stat", "acceptance"]
 
 
 def test_undefined_requests_are_refused():
@@ -110,3 +111,89 @@ def test_undefined_requests_are_refused():
         cross_section(x, np.ones(3), Acceptance(np.ones(3), np.full(3, 0.5)), 1.0, EDGES)
     with pytest.raises(DataError, match="signal probability: values outside"):
         cross_section(x, np.ones(3), Acceptance(np.array([1.0, np.nan, 1.0]), np.full((3, 2), 0.5)), 1.0, EDGES)
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory):
+    """A --keep-unselected toy sample 'unfolded' by its own truth (K = 3 jittered copies), and tiny classifiers."""
+    from lvd import physics
+    from lvd.data.generate import toy
+    from lvd.data.schema import read_events, write_events
+    from lvd.runs.acceptance import AcceptanceOptions, save
+    from lvd.training.acceptance import train_acceptance
+
+    folder = tmp_path_factory.mktemp("xs")
+    sample = folder / "all.h5"
+    toy.generate_file(sample, 300, seed=51, keep_unselected=True)
+    opts = AcceptanceOptions(width=16, blocks=1, detector_layers=1, num_heads=2, steps=20, batch_size=128,
+                             validate_every=10)
+    eff, fakes = train_acceptance(sample, opts=opts)
+    save(eff, folder / "acceptance" / "efficiency")
+    save(fakes, folder / "acceptance" / "fakes")
+    data = read_events(sample, require_truth=True)
+    rng = np.random.default_rng(5)
+    data.unfolded = {p: {f: (np.repeat(v[:, None], 3, 1) * (1 + 0.02 * rng.normal(size=(len(v), 3))) if f == "pt"
+                             else np.repeat(v[:, None], 3, 1)).astype(np.float32)
+                         for f, v in data.truth[p].items() if f != "pdgid"}
+                     for p in physics.DECAY_PRODUCTS}
+    unfolded = folder / "unfolded.h5"
+    write_events(unfolded, data)
+    return unfolded, folder / "acceptance"
+
+
+def test_histogram_cross_section_writes_fb_per_gev_everywhere(oracle, tmp_path, run_cli):
+    import json
+
+    import uproot
+
+    from lvd.data.unfolded import read_acceptance, read_unfolded, write_acceptance
+    from lvd.runs.acceptance import acceptance_weights
+
+    unfolded, acc = oracle
+    code, out, err = run_cli("histogram", unfolded, "--cross-section", "--acceptance", acc, "--observable", "pt_t_had",
+                             "--bins", "0,100,200,400", "--bootstrap", "20", "-o", tmp_path / "a")
+    assert code == 0, err
+    text = " ".join((out + err).split())
+    assert "σ in the full phase space" in text and "HEPData submission valid: True" in text
+    summary = json.loads((tmp_path / "a" / "histograms.json").read_text())
+    obs = summary["observables"]["pt_t_had"]
+    assert obs["y_unit"] == "fb/GeV" and "error_acceptance" not in obs
+    lumi = summary["cross_section"]["luminosity_inv_fb"]
+    with uproot.open(tmp_path / "a" / "histograms.root") as f:
+        np.testing.assert_allclose(f["pt_t_had/unfolded"].values(), obs["unfolded"], rtol=1e-12)
+    table = (tmp_path / "a" / "hepdata" / "pt_t_had.yaml").read_text()
+    import yaml
+
+    docs = {d["name"]: d for d in yaml.safe_load_all((tmp_path / "a" / "hepdata" / "submission.yaml").read_text())
+            if d and "name" in d}
+    assert "units: fb/GeV" in table
+    assert docs["pt_t_had"]["keywords"][0]["values"] == ["DSIG/DX"]
+    description = " ".join(docs["pt_t_had"]["description"].split())
+    assert f"{lumi:.6g} fb⁻¹" in description and "full parton-level phase space" in description
+    # the file's own ACCEPTANCE group gives the same numbers as the classifiers applied on the fly
+    data = read_unfolded(unfolded)
+    signal, efficiency = acceptance_weights(data, acc)
+    copy = tmp_path / "with_acceptance.h5"
+    copy.write_bytes(unfolded.read_bytes())
+    write_acceptance(copy, signal, efficiency)
+    back = read_acceptance(copy, data.n_events, 3)
+    np.testing.assert_allclose(back[1], efficiency, rtol=1e-6)
+    code, _, err = run_cli("histogram", copy, "--cross-section", "--observable", "pt_t_had", "--bins", "0,100,200,400",
+                           "--bootstrap", "20", "-o", tmp_path / "b", "--formats", "csv")
+    assert code == 0, err
+    again = json.loads((tmp_path / "b" / "histograms.json").read_text())["observables"]["pt_t_had"]
+    np.testing.assert_allclose(again["unfolded"], obs["unfolded"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cross-section"], "no ACCEPTANCE group; a cross section needs the efficiency and fake classifiers"),
+    (["--cross-section", "--acceptance", "ACC", "--luminosity", "0"], "luminosity 0 fb^-1: must be positive"),
+    (["--luminosity", "3"], "--luminosity and --acceptance belong to --cross-section"),
+])
+def test_cross_section_requests_that_cannot_be_met_are_refused(oracle, tmp_path, run_cli, args, message):
+    unfolded, acc = oracle
+    args = [str(acc) if a == "ACC" else a for a in args]
+    code, out, err = run_cli("histogram", unfolded, *args, "--observable", "pt_t_had", "--bins", "0,100,400",
+                             "-o", tmp_path / "x")
+    assert code == 2 and message in " ".join((out + err).split()) and "Traceback" not in out + err
+    assert not (tmp_path / "x").exists()

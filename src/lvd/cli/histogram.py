@@ -24,6 +24,9 @@ def histogram_cmd(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     density: Annotated[bool, typer.Option(help="Normalised differential distribution 1/σ dσ/dx instead of event counts.")] = False,
     formats: Annotated[str, typer.Option(help="Comma-separated: root, hepdata, csv, png.")] = "root,hepdata,csv,png",
+    cross_section: Annotated[bool, typer.Option("--cross-section", help="Differential cross section dσ/dx in fb per unit (with --density: 1/σ dσ/dx), corrected for the selection efficiency and the non-signal events by the file's ACCEPTANCE or --acceptance.")] = False,
+    luminosity: Annotated[float | None, typer.Option(help="Integrated luminosity in fb^-1 (default: the file's luminosity_inv_fb, which simulated samples state).")] = None,
+    acceptance: Annotated[Path | None, typer.Option(help="Folder with the efficiency/ and fakes/ classifiers (lvd.training.acceptance), applied when the file has no ACCEPTANCE group.")] = None,
 ) -> None:
     """Binned unfolded distributions with bootstrap and posterior uncertainties (and, for an ensemble's file,
     the members' spread): ROOT, HEPData, CSV, PNG."""
@@ -43,8 +46,18 @@ def histogram_cmd(
     if not specs:
         raise LvdError("nothing to histogram: give --observable NAME --bins EDGES, or --config FILE.yaml")
     out = out or unfolded.with_name(unfolded.stem + "_histograms")
+    if not cross_section and (luminosity is not None or acceptance is not None):
+        raise LvdError("--luminosity and --acceptance belong to --cross-section")
     with console.status("histogramming"):
-        results, summary = histogram_file(unfolded, specs, n_boot=bootstrap, seed=seed, density=density)
+        if cross_section:
+            from lvd.measurement.cross_section import cross_section_file
+            from lvd.runs.acceptance import acceptance_weights
+
+            apply = None if acceptance is None else (lambda data: acceptance_weights(data, acceptance))
+            results, summary = cross_section_file(unfolded, specs, luminosity_inv_fb=luminosity, acceptance=apply,
+                                                  n_boot=bootstrap, seed=seed, normalised=density)
+        else:
+            results, summary = histogram_file(unfolded, specs, n_boot=bootstrap, seed=seed, density=density)
         if summary["has_truth"]:  # closure against the file's own truth, in the user's binning
             summary["closure"] = histogram_closure(results)
         summary = write_all(results, summary, out, tuple(f.strip() for f in formats.split(",") if f.strip()))
@@ -57,6 +70,12 @@ def histogram_cmd(
         rel = h.error(which)[filled] / np.abs(h.values[filled])
         return f"{rel.min() if filled.any() else np.nan:.3g}–{rel.max() if filled.any() else np.nan:.3g}"
 
+    if cross_section:
+        xs = summary["cross_section"]
+        console.print(f"σ in the {xs['phase_space']} phase space: {xs['sigma_fb'] / 1000:.4g} pb ± "
+                      f"{xs['stat_fb'] / 1000:.2g} (stat) ± {xs['posterior_fb'] / 1000:.2g} (posterior) for "
+                      f"{xs['luminosity_inv_fb']:.4g} fb⁻¹; signal fraction {xs['signal_fraction']:.3f}, mean "
+                      f"efficiency {xs['mean_efficiency']:.3f}")
     for r in results:
         u = r.unfolded
         console.print(f"{r.spec.name}: {len(r.spec.edges) - 1} bins ({(u.values != 0).sum()} filled), relative "

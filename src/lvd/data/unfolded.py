@@ -165,3 +165,62 @@ def mass_prior(data: EventData, path: Path | str, name: str) -> dict[str, np.nda
             or (mass <= 0).any() or (width <= 0).any():
         raise DataError(f"{path}: attribute {name}: masses and widths must be as many finite, positive numbers")
     return {"mass": mass, "width": width}
+
+
+# --- the acceptance weights a cross section needs (docs/format.md) -----------------------------------------
+
+ACCEPTANCE_GROUP = "ACCEPTANCE"
+
+
+def read_acceptance(path: str | os.PathLike, n: int, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(signal [N], efficiency [N, K])`` of an unfolded file's ``ACCEPTANCE`` group, or None without one:
+    each event's probability to be signal and each draw's selection efficiency, finite, in (0, 1]
+    (the signal probability in [0, 1])."""
+    import h5py
+
+    from lvd.data.schema import open_h5
+
+    path = Path(path)
+    with open_h5(path) as f:
+        if ACCEPTANCE_GROUP not in f:
+            return None
+        out = []
+        for name, shape in (("signal", (n,)), ("efficiency", (n, k))):
+            obj = f.get(f"{ACCEPTANCE_GROUP}/{name}")
+            if not isinstance(obj, h5py.Dataset):
+                raise DataError(f"{path}: missing dataset {ACCEPTANCE_GROUP}/{name}")
+            if obj.shape != shape:
+                raise DataError(f"{path}: dataset {ACCEPTANCE_GROUP}/{name} has shape {obj.shape}, expected {shape}")
+            a = np.asarray(obj[()], np.float64)
+            low = 0.0 if name == "signal" else np.finfo(np.float32).tiny
+            bad = ~np.isfinite(a) | (a < low) | (a > 1)
+            if bad.any():
+                where = np.unravel_index(np.argmax(bad), a.shape)
+                raise DataError(f"{path}: dataset {ACCEPTANCE_GROUP}/{name} is {float(a[where]):.6g} at event "
+                                f"{int(where[0])}: a probability{' above 0' if name == 'efficiency' else ''} is needed")
+            out.append(a)
+    return out[0], out[1]
+
+
+def write_acceptance(path: str | os.PathLike, signal: np.ndarray, efficiency: np.ndarray) -> None:
+    """Add (or replace) the ``ACCEPTANCE`` group of an unfolded file, atomically (a staged copy)."""
+    import shutil
+
+    import h5py
+
+    from lvd.data.schema import StagedFile
+
+    path = Path(path)
+    staged = StagedFile(path)
+    shutil.copyfile(path, staged.tmp)
+    try:
+        with h5py.File(staged.tmp, "r+") as f:
+            if ACCEPTANCE_GROUP in f:
+                del f[ACCEPTANCE_GROUP]
+            f[f"{ACCEPTANCE_GROUP}/signal"] = np.asarray(signal, np.float32)
+            f[f"{ACCEPTANCE_GROUP}/efficiency"] = np.asarray(efficiency, np.float32)
+    except BaseException:
+        staged.abort()
+        raise
+    staged.commit()
+

@@ -19,12 +19,32 @@ seeds); each a covariance in the histogram's bins.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from lvd.data.schema import EventData
+from lvd.data.unfolded import (
+    number_attr,
+    positive_weights,
+    read_acceptance,
+    read_unfolded,
+    require_samples,
+    samples_per_event,
+)
 from lvd.errors import DataError, LvdError
-from lvd.measurement.histogram import Binned, histogram
+from lvd.measurement.histogram import (
+    Binned,
+    Result,
+    Spec,
+    ensemble_size,
+    histogram,
+    observable_values,
+)
 
 
 @dataclass
@@ -50,27 +70,12 @@ class Acceptance:
                             f"{minimum_efficiency:g}, where 1/ε is not a measurement (restrict the phase space)")
 
 
-@dataclass
-class CrossSection:
-    """A binned cross section: ``binned.values`` in fb per unit of x (or 1/σ dσ/dx when ``normalised``), the
-    total ``sigma_fb`` of the phase space and its statistical and posterior errors."""
-
-    binned: Binned
-    cov_acceptance: np.ndarray | None
-    sigma_fb: float
-    sigma_stat_fb: float
-    sigma_posterior_fb: float
-    normalised: bool
-
-    @property
-    def cov_total(self) -> np.ndarray:
-        return self.binned.cov_total + (0.0 if self.cov_acceptance is None else self.cov_acceptance)
-
-
 def cross_section(values: np.ndarray, weights: np.ndarray, acceptance: Acceptance, luminosity_inv_fb: float,
                   edges: np.ndarray, *, n_boot: int = 200, seed: int = 0, normalised: bool = False,
-                  minimum_efficiency: float = 1e-3) -> CrossSection:
-    """dσ/dx (fb per unit of x) of ``values [N, K]`` (or ``[N]``) with event ``weights [N]`` and ``acceptance``."""
+                  minimum_efficiency: float = 1e-3, members: int = 1) -> tuple[Binned, dict[str, float]]:
+    """dσ/dx (fb per unit of x; with ``normalised`` 1/σ dσ/dx) of ``values [N, K]`` (or ``[N]``) with event
+    ``weights [N]`` and ``acceptance``; and the phase space's total (``sigma_fb`` with its ``stat_fb`` and
+    ``posterior_fb`` errors)."""
     if not luminosity_inv_fb > 0:
         raise DataError(f"luminosity {luminosity_inv_fb} fb^-1: must be positive")
     x = np.asarray(values, np.float64)
@@ -79,11 +84,10 @@ def cross_section(values: np.ndarray, weights: np.ndarray, acceptance: Acceptanc
     acceptance.check(n, k, minimum_efficiency)
     event_w = np.asarray(weights, np.float64) * acceptance.signal / luminosity_inv_fb
     draw_w = 1.0 / acceptance.efficiency
-    binned, _ = histogram(x, event_w, edges, n_boot, seed, density=normalised, sample_weights=draw_w)
+    binned, _ = histogram(x, event_w, edges, n_boot, seed, density=normalised, members=members, sample_weights=draw_w)
     width = np.diff(edges)
     if not normalised:  # counts per bin -> per unit of x: a linear map of every component
         binned = _per_unit(binned, width)
-    cov_acc = None
     if acceptance.signal_replicas is not None and acceptance.efficiency_replicas is not None:
         reps = []
         for sig, eff in zip(acceptance.signal_replicas, acceptance.efficiency_replicas, strict=True):
@@ -91,10 +95,9 @@ def cross_section(values: np.ndarray, weights: np.ndarray, acceptance: Acceptanc
             h, _ = histogram(x, np.asarray(weights, np.float64) * sig / luminosity_inv_fb, edges, 2, seed,
                              density=normalised, sample_weights=1.0 / eff)
             reps.append(h.values if normalised else h.values / width)
-        cov_acc = np.cov(np.stack(reps), rowvar=False, ddof=1).reshape(len(width), len(width))
+        binned.cov_acceptance = np.cov(np.stack(reps), rowvar=False, ddof=1).reshape(len(width), len(width))
     sigma, stat, post = total(x, event_w, draw_w, n_boot, seed)
-    return CrossSection(binned=binned, cov_acceptance=cov_acc, sigma_fb=sigma, sigma_stat_fb=stat,
-                        sigma_posterior_fb=post, normalised=normalised)
+    return binned, {"sigma_fb": sigma, "stat_fb": stat, "posterior_fb": post}
 
 
 def total(values: np.ndarray, event_weights: np.ndarray, draw_weights: np.ndarray, n_boot: int, seed: int
@@ -117,4 +120,58 @@ def _per_unit(b: Binned, width: np.ndarray) -> Binned:
                   cov_posterior=None if b.cov_posterior is None else b.cov_posterior * outer,
                   per_sample=None if b.per_sample is None else b.per_sample * scale,
                   cov_model=None if b.cov_model is None else b.cov_model * outer,
-                  per_member=None if b.per_member is None else b.per_member * scale)
+                  per_member=None if b.per_member is None else b.per_member * scale,
+                  cov_acceptance=None if b.cov_acceptance is None else b.cov_acceptance * outer)
+
+
+def cross_section_file(path: str | os.PathLike, specs: list[Spec], *, luminosity_inv_fb: float | None = None,
+                       acceptance: Callable[[EventData], tuple[np.ndarray, np.ndarray]] | None = None,
+                       n_boot: int = 200, seed: int = 0, normalised: bool = False
+                       ) -> tuple[list[Result], dict[str, Any]]:
+    """dσ/dx of every observable of ``specs`` in an unfolded file (``lvd histogram --cross-section``).
+
+    The acceptance comes from the file's ``ACCEPTANCE`` group or, without one, from ``acceptance(data)`` (e.g.
+    classifiers applied now, :func:`lvd.runs.acceptance.acceptance_weights`); the luminosity from
+    ``luminosity_inv_fb`` or the file's attribute of that name (a simulated sample states its own)."""
+    path = Path(path)
+    if n_boot < 2:
+        raise LvdError(f"--bootstrap {n_boot}: the statistical covariance needs at least 2 replicas")
+    data = read_unfolded(path)
+    require_samples(data, path, 2, "the posterior uncertainty (the spread of the draws)")
+    n, k = data.n_events, samples_per_event(data)
+    acc = read_acceptance(path, n, k)
+    if acc is None:
+        if acceptance is None:
+            raise DataError(f"{path}: no ACCEPTANCE group; a cross section needs the efficiency and fake "
+                            "classifiers (give --acceptance FOLDER)")
+        acc = acceptance(data)
+    if luminosity_inv_fb is None:
+        if "luminosity_inv_fb" not in data.attrs:
+            raise DataError(f"{path}: attribute luminosity_inv_fb missing; give --luminosity (fb^-1)")
+        luminosity_inv_fb = number_attr(data, path, "luminosity_inv_fb")
+    if not luminosity_inv_fb > 0:
+        raise DataError(f"luminosity {luminosity_inv_fb:g} fb^-1: must be positive")
+    unf = observable_values(data.unfolded)
+    unknown = [s.name for s in specs if s.name not in unf]
+    if unknown:
+        raise LvdError(f"unknown observable(s) {unknown}; known: {', '.join(sorted(unf))}")
+    w = positive_weights(data, path, "a cross section")
+    m = ensemble_size(data, path) or 1
+    results = []
+    for i, spec in enumerate(specs):
+        binned, tot = cross_section(unf[spec.name], w, Acceptance(*acc), luminosity_inv_fb, spec.edges,
+                                    n_boot=n_boot, seed=seed + i, normalised=normalised, members=m)
+        results.append(Result(spec=spec, unfolded=binned, truth=None, n_events=n, samples_per_event=k, n_boot=n_boot,
+                              density=normalised, members=m,
+                              cross_section={"luminosity_inv_fb": luminosity_inv_fb, "phase_space": "full", **tot}))
+    tot = results[0].cross_section if results else {}
+    summary = {"file": str(path.absolute()), "n_events": n, "samples_per_event": k, "weight_sum": float(w.sum()),
+               "bootstrap": n_boot, "density": normalised, "has_truth": False, "model": data.attrs.get("model"),
+               "sqrt_s": data.attrs.get("sqrt_s"),
+               "cross_section": {"luminosity_inv_fb": luminosity_inv_fb, "phase_space": "full",
+                                 "sigma_fb": tot.get("sigma_fb"), "stat_fb": tot.get("stat_fb"),
+                                 "posterior_fb": tot.get("posterior_fb"),
+                                 "signal_fraction": float(np.average(acc[0], weights=w)),
+                                 "mean_efficiency": float(np.average(acc[1].mean(1), weights=w))}}
+    return results, summary
+

@@ -141,15 +141,24 @@ class Binned:
     per_sample: np.ndarray | None = None  # [K, B]
     cov_model: np.ndarray | None = None  # None: not an ensemble
     per_member: np.ndarray | None = None  # [M, B] the members' histograms (ensembles)
+    cov_acceptance: np.ndarray | None = None  # None: not a cross section (efficiency and fake classifiers' spread)
+
+    def covariance(self, which: str) -> np.ndarray | None:
+        if which == "total":
+            return self.cov_total
+        return {"stat": self.cov_stat, "posterior": self.cov_posterior, "model": self.cov_model,
+                "acceptance": self.cov_acceptance}[which]
+
+    def components(self) -> list[str]:
+        """The uncertainty components this histogram has, in the order they are published."""
+        return ["stat", *(c for c in ("posterior", "model", "acceptance") if self.covariance(c) is not None)]
 
     @property
     def cov_total(self) -> np.ndarray:
-        total = self.cov_stat if self.cov_posterior is None else self.cov_stat + self.cov_posterior
-        return total if self.cov_model is None else total + self.cov_model
+        return sum((self.covariance(c) for c in self.components()[1:]), start=self.cov_stat)
 
     def error(self, which: str = "total") -> np.ndarray:
-        cov = {"total": self.cov_total, "stat": self.cov_stat, "posterior": self.cov_posterior,
-               "model": self.cov_model}[which]
+        cov = self.covariance(which)
         return np.zeros_like(self.values) if cov is None else np.sqrt(np.maximum(np.diag(cov), 0.0))
 
 
@@ -166,6 +175,8 @@ class Result:
     density: bool
     sum_w2: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B] Σ w_i² c_ib², the bootstrap's expectation
     members: int = 1  # ensemble members pooled in the samples (1: one run, no model uncertainty)
+    # a cross section (lvd.measurement.cross_section): luminosity, phase space, the total and its errors
+    cross_section: dict[str, Any] | None = None
 
     def to_hist(self, which: str = "unfolded", error: str = "total"):
         """A ``hist.Hist`` (Weight storage): the values and the chosen uncertainty squared as variances."""

@@ -80,6 +80,11 @@ def as_dict(r: Result) -> dict[str, Any]:
     if r.unfolded.cov_model is not None:  # an ensemble: the members' spread, and the members themselves
         d |= {"error_model": r.unfolded.error("model").tolist(), "covariance_model": r.unfolded.cov_model.tolist(),
               "unfolded_members": r.unfolded.per_member.tolist()}
+    if r.unfolded.cov_acceptance is not None:  # a cross section: the efficiency and fake classifiers' spread
+        d |= {"error_acceptance": r.unfolded.error("acceptance").tolist(),
+              "covariance_acceptance": r.unfolded.cov_acceptance.tolist()}
+    if r.cross_section is not None:
+        d |= {"cross_section": r.cross_section, "y_unit": _y_unit(r)}
     d |= {"error_total": r.unfolded.error("total").tolist(), "covariance_total": r.unfolded.cov_total.tolist()}
     if r.truth is not None:
         d |= {"truth": r.truth.values.tolist(), "truth_error": r.truth.error("stat").tolist()}
@@ -98,13 +103,13 @@ def write_root(results: list[Result], path: Path) -> str:
             f[f"{name}/unfolded"] = r.to_hist("unfolded", "total")
             f[f"{name}/unfolded_stat"] = r.to_hist("unfolded", "stat")
             f[f"{name}/unfolded_posterior"] = r.to_hist("unfolded", "posterior")
-            if r.unfolded.cov_model is not None:
-                f[f"{name}/unfolded_model"] = r.to_hist("unfolded", "model")
+            for which in ("model", "acceptance"):
+                if r.unfolded.covariance(which) is not None:
+                    f[f"{name}/unfolded_{which}"] = r.to_hist("unfolded", which)
             if r.truth is not None:
                 f[f"{name}/truth"] = r.to_hist("truth", "stat")
-            for which in ("total", "stat", "posterior", "model"):
-                cov = {"total": r.unfolded.cov_total, "stat": r.unfolded.cov_stat,
-                       "posterior": r.unfolded.cov_posterior, "model": r.unfolded.cov_model}[which]
+            for which in ("total", "stat", "posterior", "model", "acceptance"):
+                cov = r.unfolded.covariance(which)
                 if cov is None:
                     continue
                 h2 = hist.Hist(hist.axis.Variable(r.spec.edges, name="x"), hist.axis.Variable(r.spec.edges, name="y"))
@@ -143,17 +148,23 @@ def write_hepdata(results: list[Result], summary: dict[str, Any], out: Path) -> 
 
 def _tables(hd, r: Result, summary: dict[str, Any]):
     s = r.spec
-    quantity = (f"1/σ dσ/d({s.label})" if r.density else f"Events ({s.label})")
+    xs = r.cross_section
+    quantity = (f"1/σ dσ/d({s.label})" if r.density else f"dσ/d({s.label})" if xs else f"Events ({s.label})")
     table = hd.Table(s.name)
     model = r.unfolded.cov_model is not None
-    table.description = (s.description or f"Unfolded distribution of {s.label}") + (
+    acceptance = r.unfolded.cov_acceptance is not None
+    what = (f"Differential cross section of {s.label} in the {xs['phase_space']} parton-level phase space of "
+            f"tt̄ → (bℓν)(bqq̄'), ℓ = e, μ, corrected for the selection efficiency and the non-signal events, for "
+            f"{xs['luminosity_inv_fb']:.6g} fb⁻¹" if xs else f"Unfolded distribution of {s.label}")
+    table.description = (s.description or what) + (
         f". Uncertainties: 'stat' from a Poisson bootstrap over events ({r.n_boot} replicas), 'posterior' "
         f"from the spread of the {r.samples_per_event} per-event posterior samples"
         + (f", 'model' from the spread of the histograms of an ensemble of {r.members} independently trained "
            "models (their mean is the central value)" if model else "")
+        + (", 'acceptance' from the spread over replicas of the efficiency and fake classifiers" if acceptance else "")
         + f"; their covariances are in table '{s.name} covariance'.")
     table.location = "lvd histogram"
-    table.keywords["observables"] = ["1/SIG*DSIG/DX" if r.density else "N"]
+    table.keywords["observables"] = ["1/SIG*DSIG/DX" if r.density else "DSIG/DX" if xs else "N"]
     table.keywords["reactions"] = ["P P --> TOP TOPBAR X"]
     x = hd.Variable(s.label, is_independent=True, is_binned=True, units=s.unit)
     x.values = list(zip(s.edges[:-1].tolist(), s.edges[1:].tolist(), strict=True))
@@ -164,7 +175,7 @@ def _tables(hd, r: Result, summary: dict[str, Any]):
     y.add_qualifier("SOURCE", "unfolded (lvd)")
     if summary.get("sqrt_s"):
         y.add_qualifier("SQRT(S)", float(summary["sqrt_s"]), "GeV")
-    for which in ("stat", "posterior", "model") if model else ("stat", "posterior"):
+    for which in ("stat", "posterior", *(c for c in ("model", "acceptance") if r.unfolded.covariance(c) is not None)):
         unc = hd.Uncertainty(which, is_symmetric=True)
         unc.values = np.nan_to_num(r.unfolded.error(which)).tolist()
         y.add_uncertainty(unc)
@@ -180,8 +191,8 @@ def _tables(hd, r: Result, summary: dict[str, Any]):
         table.add_variable(t)
 
     cov = hd.Table(f"{s.name} covariance")
-    cov.description = (f"Covariance (total = stat + posterior{' + model' if model else ''}) between the bins of "
-                       f"{s.label}.")
+    cov.description = (f"Covariance (total = stat + posterior{' + model' if model else ''}"
+                       f"{' + acceptance' if acceptance else ''}) between the bins of {s.label}.")
     cov.location = "lvd histogram"
     cov.keywords["observables"] = ["COV"]
     lo, hi = s.edges[:-1], s.edges[1:]
@@ -197,7 +208,11 @@ def _tables(hd, r: Result, summary: dict[str, Any]):
 
 
 def _y_unit(r: Result) -> str:
-    return f"1/{r.spec.unit}" if r.density and r.spec.unit else ""
+    if r.density:
+        return f"1/{r.spec.unit}" if r.spec.unit else ""
+    if r.cross_section is not None:  # fb per unit of x
+        return f"fb/{r.spec.unit}" if r.spec.unit else "fb"
+    return ""
 
 
 # --- CSV and plots ------------------------------------------------------------------------------------
@@ -208,8 +223,9 @@ def write_csv(results: list[Result], folder: Path) -> list[str]:
     for r in results:
         cols = {"bin_low": r.spec.edges[:-1], "bin_high": r.spec.edges[1:], "unfolded": r.unfolded.values,
                 "error_stat": r.unfolded.error("stat"), "error_posterior": r.unfolded.error("posterior")}
-        if r.unfolded.cov_model is not None:
-            cols["error_model"] = r.unfolded.error("model")
+        for which in ("model", "acceptance"):
+            if r.unfolded.covariance(which) is not None:
+                cols[f"error_{which}"] = r.unfolded.error(which)
         cols["error_total"] = r.unfolded.error("total")
         if r.truth is not None:
             cols |= {"truth": r.truth.values, "truth_error": r.truth.error("stat")}
@@ -246,8 +262,8 @@ def write_plots(results: list[Result], folder: Path) -> list[str]:
         mplhep.histplot(u.values, s.edges, yerr=np.nan_to_num(u.error("total")), ax=ax, color="#d62728",
                         histtype="errorbar",
                         label=f"unfolded (stat + posterior{' + model' if u.cov_model is not None else ''})")
-        ax.set_ylabel(f"1/σ dσ/dx [1/{s.unit}]" if r.density and s.unit else
-                      "1/σ dσ/dx" if r.density else "events")
+        ax.set_ylabel(f"1/σ dσ/dx [1/{s.unit}]" if r.density and s.unit else "1/σ dσ/dx" if r.density else
+                      f"dσ/dx [{_y_unit(r)}]" if r.cross_section is not None else "events")
         ax.legend(fontsize=9, frameon=False)
         if r.truth is not None:
             rx = axes[1, 0]

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lvd.data.schema import StagedFile
+from lvd.config import DataOptions
+from lvd.data.schema import EventData, StagedFile
 from lvd.errors import LvdError
 from lvd.models.classifier import DetectorClassifier, PartonClassifier, parton_features
 
@@ -127,3 +128,22 @@ def load(folder: str | os.PathLike) -> Classifier:
     return Classifier(meta["kind"], model, [np.asarray(m, np.float32) for m in meta["mean"]],
                       [np.asarray(s, np.float32) for s in meta["std"]], opts, meta["history"],
                       tuple(meta.get("platt", (1.0, 0.0))))
+
+
+def acceptance_weights(data: EventData, folder: str | os.PathLike, data_opts: DataOptions | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """``(signal [N], efficiency [N, K])`` of an unfolded file's events: 1 − f of each detector event and ε of
+    each draw, by the classifiers saved in ``folder/fakes`` and ``folder/efficiency``."""
+    from lvd import physics
+    from lvd.data.representation import detector_arrays
+
+    folder = Path(folder)
+    eff, fakes = load(folder / "efficiency"), load(folder / "fakes")
+    u = data.unfolded
+    p4 = np.stack([physics.p4_from_ptetaphim(*(u[p][k].astype(np.float64) for k in ("pt", "eta", "phi", "mass")))
+                   for p in physics.DECAY_PRODUCTS], axis=-2)  # [N, K, 6, 4]
+    n, k = p4.shape[:2]
+    efficiency = eff.probability(p4.reshape(n * k, 6, 4).astype(np.float32)).reshape(n, k)
+    signal = 1.0 - fakes.probability(*detector_arrays(data, data_opts or DataOptions()))
+    return signal.astype(np.float64), efficiency.astype(np.float64)
+
