@@ -35,11 +35,11 @@ import numpy as np
 
 from lvd import config
 from lvd.data.schema import read_events
-from lvd.evaluation.monitor import physics_monitor
 from lvd.evaluation.report import KEY_OBSERVABLES, evaluate
 from lvd.measurement.observables import derived
 from lvd.sampling.unfold import unfold_file
 from lvd.training.loop import train
+from lvd.training.monitor import physics_monitor
 
 HEADLINE = ("m_t_had", "m_t_lep", "m_W_had", "m_W_lep", "m_ttbar", "pt_ttbar", "nu_pz")
 

@@ -22,10 +22,10 @@ import json
 from pathlib import Path
 
 from lvd import config
-from lvd.evaluation.monitor import physics_monitor
 from lvd.measurement.top_mass import measure
 from lvd.sampling.unfold import unfold_file
 from lvd.training.loop import train
+from lvd.training.monitor import physics_monitor
 
 MASSES = ("170", "172.5", "175")
 

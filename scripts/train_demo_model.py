@@ -27,11 +27,11 @@ from lvd import config
 from lvd.cli.demo import SHIPPED
 from lvd.cli.progress import console, progress_bar
 from lvd.data.generate import toy
-from lvd.evaluation.monitor import physics_monitor
 from lvd.evaluation.report import KEY_OBSERVABLES, evaluate
 from lvd.runs.run import Checkpoint
 from lvd.sampling.unfold import unfold_file
 from lvd.training.loop import train
+from lvd.training.monitor import physics_monitor
 
 TRAIN_SEED, TEST_SEED = 101, 7_000_000
 REPO = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ from tolerance import tolerance
 
 from lvd import physics
 from lvd.data.schema import read_events
-from lvd.evaluation.monitor import physics_metrics, physics_monitor
 from lvd.training.loop import train
+from lvd.training.monitor import physics_metrics, physics_monitor
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ Synthetic data from the toy generator, so nothing is needed but the options.
 from __future__ import annotations
 
 import resource
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,17 +24,14 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from lvd import config
 from lvd.config import Options
 from lvd.data.generate import toy
 from lvd.data.loader import Loader
-from lvd.data.representation import Normalizer, raw_arrays
+from lvd.data.representation import Arrays, Normalizer, raw_arrays
 from lvd.data.schema import concatenate
 from lvd.distributed import make_mesh
 from lvd.models.base import Dims
 from lvd.models.registry import build_model
-from lvd.runs import checkpoint as ckpt
-from lvd.runs.run import new_run_dir
 from lvd.sampling.unfold import Unfolder
 from lvd.training.state import init_state
 from lvd.training.step import make_train_step
@@ -111,26 +107,48 @@ def run(opts: Options, label: str, n_events: int = 0, train_steps: int = 20,
         samplers: tuple[tuple[str, int], ...] = (("dpm++", 20),), unfold_events: int = 0,
         say=lambda s: None) -> BenchResult:
     b = opts.train.batch_size
-    n_events = n_events or max(4 * b, 20_000)
-    say(f"generating {n_events:,} toy events")
-    gen = toy.ToyGenerator(seed=opts.train.seed)
-    chunks, total = [], 0
-    for chunk in gen.chunks():
-        chunks.append(chunk)
-        total += chunk.n_events
-        if total >= n_events:
-            break
-    data = concatenate(chunks).take(slice(0, n_events))
-    raw = raw_arrays(data, opts.data)
-    norm = Normalizer.fit(raw, opts.data)
-    arrays = norm.apply(raw)
+    norm, arrays = _toy_arrays(opts, n_events or max(4 * b, 20_000), say)
     mesh = make_mesh()
     say("matmul reference")
     peak = matmul_rate()
     graphdef, state = init_state(build_model(opts, Dims.from_normalizer(norm)), opts)
     state = jax.device_put(state, NamedSharding(mesh, P()))
     loader = Loader(arrays, np.arange(arrays.n_events), b, opts.train.seed, mesh)
-    step = make_train_step(graphdef, opts, mesh)
+    state, compile_s, step_s, flops = _time_training(make_train_step(graphdef, opts, mesh), state, loader,
+                                                     train_steps, say)
+    input_s = _time(lambda: loader.train_batch(7), max(5, train_steps // 2))
+
+    result = BenchResult(device=jax.devices()[0].device_kind, n_devices=jax.device_count(), options=label,
+                         batch_size=b, matmul_tflops=peak, compile_s=compile_s, step_ms=1e3 * step_s,
+                         train_events_per_s=b / step_s, step_tflop=flops / 1e12,
+                         achieved_tflops=flops / step_s / 1e12, fraction_of_matmul=flops / step_s / 1e12 / peak,
+                         input_ms=1e3 * input_s, input_fraction=input_s / step_s)
+    if samplers:
+        # the trained EMA parameters in memory, unfolded as ``lvd unfold`` does
+        unfolder = Unfolder(graphdef, state.ema(), norm, opts, mesh)
+        n_unf = unfold_events or min(arrays.n_events, max(opts.sample.batch_size * 4, 8192))
+        result.unfold = [_time_unfolding(unfolder, arrays.take(np.arange(n_unf)), sampler, steps, say)
+                         for sampler, steps in samplers]
+    result.peak_memory_gb, result.memory_source = peak_memory()
+    return result
+
+
+def _toy_arrays(opts: Options, n_events: int, say) -> tuple[Normalizer, Arrays]:
+    """``n_events`` toy events, normalised with their own statistics."""
+    say(f"generating {n_events:,} toy events")
+    chunks, total = [], 0
+    for chunk in toy.ToyGenerator(seed=opts.train.seed).chunks():
+        chunks.append(chunk)
+        total += chunk.n_events
+        if total >= n_events:
+            break
+    raw = raw_arrays(concatenate(chunks).take(slice(0, n_events)), opts.data)
+    norm = Normalizer.fit(raw, opts.data)
+    return norm, norm.apply(raw)
+
+
+def _time_training(step, state, loader: Loader, train_steps: int, say) -> tuple[Any, float, float, float]:
+    """``(state after the steps, compile s, s per step, FLOPs per step by XLA's cost analysis)``."""
     say("compiling the train step")
     batch = loader.train_batch(0)
     t = time.perf_counter()
@@ -147,33 +165,18 @@ def run(opts: Options, label: str, n_events: int = 0, train_steps: int = 20,
     for i in range(train_steps):
         state, m = step(state, batches[i % len(batches)])
     jax.block_until_ready(m)
-    step_s = (time.perf_counter() - t) / train_steps
-    input_s = _time(lambda: loader.train_batch(7), max(5, train_steps // 2))
+    return state, compile_s, (time.perf_counter() - t) / train_steps, flops
 
-    result = BenchResult(device=jax.devices()[0].device_kind, n_devices=jax.device_count(), options=label,
-                         batch_size=b, matmul_tflops=peak, compile_s=compile_s, step_ms=1e3 * step_s,
-                         train_events_per_s=b / step_s, step_tflop=flops / 1e12,
-                         achieved_tflops=flops / step_s / 1e12, fraction_of_matmul=flops / step_s / 1e12 / peak,
-                         input_ms=1e3 * input_s, input_fraction=input_s / step_s)
-    if samplers:
-        with tempfile.TemporaryDirectory() as tmp:
-            run_dir = new_run_dir(tmp, "bench")
-            writer = ckpt.CheckpointWriter(run_dir)
-            writer.save("latest", state, {"options": config.to_dict(opts), "normalizer": norm.to_dict()})
-            writer.close()
-            u = Unfolder.load(run_dir, mesh=mesh)
-            n_unf = unfold_events or min(arrays.n_events, max(opts.sample.batch_size * 4, 8192))
-            sub = arrays.take(np.arange(n_unf))
-            for sampler, steps in samplers:
-                say(f"unfolding with {sampler}, {steps} steps")
-                first = sub.take(np.arange(min(n_unf, opts.sample.batch_size)))
-                t = time.perf_counter()
-                u.sample_arrays(first, 1, sampler=sampler, steps=steps)
-                compile_s = time.perf_counter() - t
-                t = time.perf_counter()
-                u.sample_arrays(sub, 1, sampler=sampler, steps=steps)
-                dt = time.perf_counter() - t
-                result.unfold.append({"sampler": sampler, "steps": steps, "events": n_unf,
-                                      "events_per_s": n_unf / dt, "compile_s": compile_s})
-    result.peak_memory_gb, result.memory_source = peak_memory()
-    return result
+
+def _time_unfolding(u: Unfolder, arrays: Arrays, sampler: str, steps: int, say) -> dict[str, Any]:
+    """Events/s of unfolding ``arrays`` (one sample each), after a first batch that compiles."""
+    say(f"unfolding with {sampler}, {steps} steps")
+    first = arrays.take(np.arange(min(arrays.n_events, u.options.sample.batch_size)))
+    t = time.perf_counter()
+    u.sample_arrays(first, 1, sampler=sampler, steps=steps)
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    u.sample_arrays(arrays, 1, sampler=sampler, steps=steps)
+    dt = time.perf_counter() - t
+    return {"sampler": sampler, "steps": steps, "events": arrays.n_events, "events_per_s": arrays.n_events / dt,
+            "compile_s": compile_s}

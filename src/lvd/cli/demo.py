@@ -18,11 +18,11 @@ from lvd import config
 from lvd.cli.headline import print_headline
 from lvd.cli.progress import console, progress_bar
 from lvd.data.generate import toy
-from lvd.evaluation.monitor import physics_monitor
 from lvd.evaluation.report import evaluate
 from lvd.runs.run import Checkpoint
 from lvd.sampling.unfold import unfold_file
 from lvd.training.loop import train
+from lvd.training.monitor import physics_monitor
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained" / "toy"
 # demo events come from seeds far from any the shipped model was trained or validated on (its training file

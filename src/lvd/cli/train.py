@@ -11,9 +11,9 @@ from rich.table import Table
 from lvd import config
 from lvd.cli.progress import console, progress_bar
 from lvd.errors import LvdError
-from lvd.evaluation.monitor import physics_monitor
 from lvd.training.ensemble import FINISHED, train_ensemble
 from lvd.training.loop import TrainResult, train
+from lvd.training.monitor import physics_monitor
 
 
 def resolve_options(options: str, overrides: list[str], model: str | None, name: str | None) -> config.Options:

@@ -46,7 +46,7 @@ def run_unfold(args: list[str], flags: dict[str, Any]) -> None:
     s = sample_options(ck.options, overrides, **flags)
     multi = distributed.process_count() > 1
     # with several processes each loads its own (local devices)
-    units = None if multi else [Unfolder(c) for c in checkpoints]
+    units = None if multi else [Unfolder.from_checkpoint(c) for c in checkpoints]
     n = count_events(data, ck.layout)
     kinds = ", ".join(dict.fromkeys(c.options.model.kind for c in checkpoints))
     what = f"unfold ({kinds})" if len(runs) == 1 else f"unfold ({len(runs)} members, {kinds})"

@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -35,13 +36,14 @@ from lvd import config, distributed, physics
 from lvd.config import Options, SampleOptions
 from lvd.data.merge import merge_files
 from lvd.data.prior import PRIOR_ATTR, PRIOR_HISTOGRAMS_ATTR
-from lvd.data.representation import Arrays, raw_arrays
+from lvd.data.representation import Arrays, Normalizer, layout, raw_arrays
 from lvd.data.schema import EventData, EventWriter, FileLayout, count_events, read_events
 from lvd.data.unfolded import ENSEMBLE_MEMBERS_ATTR, ENSEMBLE_SAMPLES_ATTR
 from lvd.data.vectors import to_awkward
 from lvd.distributed import make_mesh
 from lvd.errors import OptionsError
 from lvd.runs.run import Checkpoint
+from lvd.runs.state import EmaParams
 from lvd.sampling.samplers import resolve_spacing, solver
 from lvd.version import __version__
 
@@ -63,33 +65,59 @@ def daughters_to_particles(p4: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
     return {p: {k: a.astype(np.float32) for k, a in feats.items()} for p, feats in out.items()}
 
 
-class Unfolder:
-    """A trained model ready to sample (EMA parameters), with its options and normalisation."""
+def draw_keys(seed: int, events: np.ndarray, draws: np.ndarray) -> jax.Array:
+    """``[R]`` keys, row r's ``fold_in(fold_in(key(seed), events[r]), draws[r])``: draw ``draws[r]`` of event
+    ``events[r]`` (its index in the file), whatever batch, device or process it is sampled in."""
+    base = jax.random.key(seed)
+    return jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(base, i), j))(
+        jnp.asarray(events, jnp.uint32), jnp.asarray(draws, jnp.uint32))
 
-    def __init__(self, checkpoint: Checkpoint, mesh=None):
-        self.checkpoint = checkpoint
-        self.step_dir, self.options, self.normalizer = checkpoint.step_dir, checkpoint.options, checkpoint.normalizer
+
+@functools.lru_cache(maxsize=16)
+def _program(graphdef, sampler: str, steps: int, spacing: str) -> Callable:
+    """The jitted ``(params, objects, mask, met, keys) -> decay products`` of one model graph and sampler setting,
+    shared by every unfolder of that graph (the physics monitor builds one per validation from new parameters)."""
+    solve = solver(sampler, steps, spacing)
+
+    def run(params, objects, mask, met, keys):
+        return params.model(graphdef).unfold(objects, mask, met, keys, solve)
+
+    return jax.jit(run)
+
+
+class Unfolder:
+    """A trained model ready to sample (EMA parameters), with its options and normalisation.
+
+    Built from parts in memory (e.g. the EMA parameters of a training run: the physics monitor, ``lvd bench``) or
+    from a checkpoint (:meth:`load`); either way it samples with the same program and per-event keys.
+    """
+
+    def __init__(self, graphdef: nnx.GraphDef, params: EmaParams, normalizer: Normalizer, options: Options,
+                 mesh=None, *, checkpoint: Checkpoint | None = None):
+        self.graphdef, self.normalizer, self.options = graphdef, normalizer, options
         self.mesh = mesh or make_mesh()
-        self.graphdef, self.params = checkpoint.ema(NamedSharding(self.mesh, P()))
+        self.params = jax.device_put(params, NamedSharding(self.mesh, P()))  # replicated: rows split over devices
         self.step = int(jax.device_get(self.params.step))
+        # where the parts came from (None: in memory), for an unfolded file's provenance and an ensemble's checks
+        self.checkpoint = checkpoint
+        self.step_dir = None if checkpoint is None else checkpoint.step_dir
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint, mesh=None) -> Unfolder:
+        """The EMA parameters of ``checkpoint``, restored onto ``mesh`` (default: all devices)."""
+        mesh = mesh or make_mesh()
+        graphdef, params = checkpoint.ema(NamedSharding(mesh, P()))
+        return cls(graphdef, params, checkpoint.normalizer, checkpoint.options, mesh, checkpoint=checkpoint)
 
     @classmethod
     def load(cls, run_or_checkpoint: str | os.PathLike, mesh=None) -> Unfolder:
         """A run folder (its best checkpoint) or a checkpoint, ready to sample on ``mesh`` (default: all devices)."""
-        return cls(Checkpoint.open(run_or_checkpoint), mesh=mesh)
+        return cls.from_checkpoint(Checkpoint.open(run_or_checkpoint), mesh=mesh)
 
     @property
     def layout(self) -> FileLayout:
-        return self.checkpoint.layout
-
-    @functools.cache  # noqa: B019  (a few (sampler, steps, spacing) combinations per unfolder)
-    def _sampler_fn(self, sampler: str, steps: int, spacing: str | None) -> Callable:
-        graphdef, solve = self.graphdef, solver(sampler, steps, spacing)
-
-        def run(params, objects, mask, met, keys):
-            return params.model(graphdef).unfold(objects, mask, met, keys, solve)
-
-        return jax.jit(run)
+        """Where the model's events live in a file (group and feature names of its data options)."""
+        return layout(self.options.data)
 
     def prepare(self, data: EventData) -> Arrays:
         """Normalised detector arrays of ``data`` (truth not needed)."""
@@ -115,9 +143,8 @@ class Unfolder:
         events_per_batch = max(1, (batch_size or s.batch_size) // k)
         rows = events_per_batch * k
         rows += (-rows) % n_dev  # rows must split evenly over devices
-        fn = self._sampler_fn(sampler, int(steps), spacing)
+        fn = _program(self.graphdef, sampler, int(steps), spacing)
         sharding = NamedSharding(self.mesh, P("data"))
-        base = jax.random.key(seed)
         out = [] if on_result is None else None
         for start in range(0, arrays.n_events, events_per_batch):
             idx = np.arange(start, min(start + events_per_batch, arrays.n_events))
@@ -126,8 +153,7 @@ class Unfolder:
             pad = rows - len(ev)
             ev_in = np.concatenate([ev, np.full(pad, ev[0])])
             sample_k = np.concatenate([np.tile(np.arange(k) + sample_offset, b), np.zeros(pad, int)])
-            keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(base, i), j))(
-                jnp.asarray(ev_in + first_event, jnp.uint32), jnp.asarray(sample_k, jnp.uint32))
+            keys = draw_keys(seed, ev_in + first_event, sample_k)
             put = lambda a: jax.device_put(a, sharding)  # noqa: E731
             x = fn(self.params, put(arrays.objects[ev_in]), put(arrays.mask[ev_in]), put(arrays.met[ev_in]),
                    put(keys))
@@ -211,17 +237,23 @@ class _Plan:
 def _provenance(u: Unfolder, data: EventData, data_path, plan: _Plan) -> dict[str, Any]:
     """The unfolded file's attributes: the input's, what made the draws, and the model's training prior."""
     attrs = {**{a: v for a, v in data.attrs.items() if a not in ("n_events", "source_features", "met_features")},
-             "unfolded_by": f"lvd {__version__}", "checkpoint": str(u.step_dir.absolute()),
+             "unfolded_by": f"lvd {__version__}", "checkpoint": _source(u),
              "checkpoint_step": u.step, "model": u.options.model.kind, "sampler": plan.sampler,
              "sampler_steps": int(plan.steps), "sampler_spacing": plan.spacing, "samples_per_event": int(plan.k),
              "sampling_seed": int(plan.seed), "input_file": str(Path(data_path).absolute()),
              "unfolded_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     # the model's prior (its training truth), so that it can be divided out of the result afterwards
-    if "top_mass_prior" in u.checkpoint.meta:
-        attrs[PRIOR_ATTR] = json.dumps(u.checkpoint.meta["top_mass_prior"])
-    if "truth_histograms" in u.checkpoint.meta:
-        attrs[PRIOR_HISTOGRAMS_ATTR] = json.dumps(u.checkpoint.meta["truth_histograms"])
+    meta = {} if u.checkpoint is None else u.checkpoint.meta
+    if "top_mass_prior" in meta:
+        attrs[PRIOR_ATTR] = json.dumps(meta["top_mass_prior"])
+    if "truth_histograms" in meta:
+        attrs[PRIOR_HISTOGRAMS_ATTR] = json.dumps(meta["truth_histograms"])
     return attrs
+
+
+def _source(u: Unfolder) -> str:
+    """The checkpoint an unfolder's parameters came from, as the unfolded file states it."""
+    return "(in memory)" if u.step_dir is None else str(u.step_dir.absolute())
 
 
 def _unfold_rows(u: Unfolder, data_path, out_path, *, samples, sampler, steps, spacing, batch_size, seed,
@@ -308,7 +340,7 @@ def unfold_ensemble(runs: Sequence[str | os.PathLike], data_path: str | os.PathL
     check_members(checkpoints, runs)
     if unfolders is None:
         mesh = make_mesh(jax.local_devices()) if multi else None  # each process on its own devices
-        unfolders = [Unfolder(ck, mesh=mesh) for ck in checkpoints]
+        unfolders = [Unfolder.from_checkpoint(ck, mesh=mesh) for ck in checkpoints]
     kw = dict(samples=samples, sampler=sampler, steps=steps, spacing=spacing, batch_size=batch_size, seed=seed,
               on_progress=on_progress)
     members = [str(Path(r).absolute()) for r in runs]
@@ -327,7 +359,7 @@ def _unfold_members(us: Sequence[Unfolder], members: list[str], data_path, out_p
     attrs = {**_provenance(us[0], data, data_path, plan), "samples_per_event": plan.k * len(us),
              "model": kinds[0] if len(set(kinds)) == 1 else ",".join(kinds),
              ENSEMBLE_MEMBERS_ATTR: members, ENSEMBLE_SAMPLES_ATTR: plan.k,
-             "ensemble_checkpoints": [str(u.step_dir.absolute()) for u in us],
+             "ensemble_checkpoints": [_source(u) for u in us],
              "ensemble_checkpoint_steps": [u.step for u in us]}
     # chunks of whole sample_arrays batches: every member's batches are those of its own single-run unfolding
     chunk = max(1, plan.batch_size // plan.k) * _CHUNK_BATCHES

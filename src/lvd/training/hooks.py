@@ -4,7 +4,7 @@
 hooks that are due: those whose ``every`` divides the step, and all of them at the last step and at a stop.
 Hooks run in the order given; the standard order is log, progress, validation, extra metrics, checkpoint, so a
 checkpoint's metadata carries the validation of its own step. A hook outside this module (e.g. the physics
-metrics of :mod:`lvd.evaluation.monitor`) uses the same interface and :meth:`Trainer.record` to log.
+metrics of :mod:`lvd.training.monitor`) uses the same interface and :meth:`Trainer.record` to log.
 """
 
 from __future__ import annotations

@@ -13,8 +13,10 @@ training hook: at each validation step the EMA model unfolds ``train.physics_eve
 * ``width_t_had`` (and ``width_t_had_truth``) — half the 16–84 % range of the hadronic-top masses within
   ±30 GeV of 172.5 GeV: the peak width.
 
-Unweighted (the metrics describe the model, not a weighted measurement). Sampling and the metrics run as one
-compiled program on this process's first device, from a host copy of the EMA parameters.
+Unweighted (the metrics describe the model, not a weighted measurement). The events are unfolded as ``lvd
+unfold`` does (:class:`lvd.sampling.unfold.Unfolder`: the same sampling program and per-event keys, with the
+seed ``train.seed + MONITOR_KEY_OFFSET``), in one batch on this process's first device, from a host copy of the
+EMA parameters.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from lvd import physics
-from lvd.sampling.samplers import solver
+from lvd.distributed import make_mesh
+from lvd.models.base import Dims
+from lvd.sampling.unfold import Unfolder
 from lvd.training.hooks import Hook
 from lvd.training.trainer import Trainer
 
@@ -73,31 +77,20 @@ class PhysicsMonitor(Hook):
         self.active = len(idx) > 0 and t.arrays.x is not None
         if not self.active:
             return
-        a, k = t.arrays.take(idx), self.k
-        n = len(idx)
-        rows = np.repeat(np.arange(n), k)  # [n·K] event of each row
-        base = jax.random.key(t.opts.train.seed + MONITOR_KEY_OFFSET)
-        keys = jax.vmap(lambda i, j: jax.random.fold_in(jax.random.fold_in(base, i), j))(
-            jnp.asarray(rows, jnp.uint32), jnp.asarray(np.tile(np.arange(k), n), jnp.uint32))
-        device = jax.local_devices()[0]
-        put = lambda x: jax.device_put(x, device)  # noqa: E731
-        self.inputs = (put(a.objects[rows]), put(a.mask[rows]), put(a.met[rows]), put(keys), put(a.x))
-        graphdef, s = t.graphdef, t.opts.sample
-        solve = solver(s.sampler, s.steps, s.spacing)
-
-        @jax.jit
-        def run(params, objects, mask, met, keys, x_true):
-            model = params.model(graphdef)
-            unfolded = model.unfold(objects, mask, met, keys, solve)  # [n·K, 6, 4]
-            return physics_metrics(unfolded.reshape(n, k, *unfolded.shape[1:]), model.dims.daughters(x_true))
-
-        self.run = run
+        self.events = t.arrays.take(idx)
+        self.mesh = make_mesh(jax.local_devices()[:1])  # one device: the run's mesh may span devices and processes
+        dims = Dims.from_normalizer(t.normalizer)
+        self.metrics = jax.jit(lambda unfolded, x_true: physics_metrics(unfolded, dims.daughters(x_true)))
 
     def __call__(self, t: Trainer, step: int) -> None:
         if not self.active:
             return
-        params = jax.device_get(t.state.ema())  # a host copy: the run's mesh may span devices and processes
-        metrics = {k: float(v) for k, v in jax.device_get(self.run(params, *self.inputs)).items()}
+        params = jax.device_get(t.state.ema())  # a host copy, placed by the unfolder on its one device
+        unfolder = Unfolder(t.graphdef, params, t.normalizer, t.opts, mesh=self.mesh)
+        n, k = self.events.n_events, self.k
+        unfolded = unfolder.sample_arrays(self.events, k, seed=t.opts.train.seed + MONITOR_KEY_OFFSET,
+                                          batch_size=n * k)  # [n, K, 6, 4], one batch
+        metrics = {k: float(v) for k, v in jax.device_get(self.metrics(unfolded, self.events.x)).items()}
         t.record("physics", step, metrics)
         t.say(f"step {step}: W1 m_t had/lep {metrics['w1_m_t_had']:.2f}/{metrics['w1_m_t_lep']:.2f}, "
               f"m_W had/lep {metrics['w1_m_W_had']:.2f}/{metrics['w1_m_W_lep']:.2f}, ν pz "
