@@ -129,11 +129,7 @@ def prepare(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.P
     data, opts = read_training_events(data_path, opts, weights)
     raw = raw_arrays(data, opts.data)
     train_idx, val_idx = split_indices(raw.n_events, opts.data.validation_fraction, opts.train.seed)
-    source = Checkpoint.open(checkpoint, prefer="latest") if checkpoint is not None else None
-    if source is not None and source.options.model.kind != opts.model.kind:
-        raise CheckpointError(f"{source.step_dir}: holds a '{source.options.model.kind}' model, options ask for "
-                              f"'{opts.model.kind}'")
-    mode = "new" if source is None else ("resume" if resumable(source.options, opts) else "warm start")
+    source, mode = _source(checkpoint, opts)
     frozen = frozen_parts(opts) if mode == "new" else None
     if source is not None:
         norm = source.normalizer
@@ -146,38 +142,17 @@ def prepare(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.P
     del raw
 
     mesh = mesh or make_mesh()
-    replicated = NamedSharding(mesh, P())
-    if mode == "resume":
-        graphdef, state = _restored(source, source.options, replicated)
-        run_dir = source.run_dir
-    else:
-        graphdef, state = init_state(build_model(opts, Dims.from_normalizer(norm)), opts)
-        state = jax.device_put(state, replicated)
-        if mode == "warm start":
-            _, loaded = _restored(source, opts, replicated)
-            state = state.replace(main=loaded.main, sched=loaded.sched, rest=loaded.rest, ema_main=loaded.ema_main,
-                                  ema_sched=loaded.ema_sched)
-        if frozen is not None:
-            state = state.replace(rest=graft(state.rest, frozen[1], replicated))
-        run_dir = new_run_dir(runs_dir, opts.name)
+    graphdef, state, run_dir = _state(opts, mode, source, frozen, norm, NamedSharding(mesh, P()), runs_dir)
     if distributed.is_main():
         (run_dir / "options.yaml").write_text(config.to_yaml(opts))
     n_train, n_val = (int(x) for x in (allsum or (lambda a: a))(np.array([len(train_idx), len(val_idx)])))
     say(f"{mode} run {run_dir} ({n_train:,} training / {n_val:,} validation events, {jax.device_count()} device(s)"
         + (f" in {distributed.process_count()} processes" if allsum else "") + ")"
         + (f" from {source.step_dir}" if source else ""))
-
-    prior = training_prior(data)
-    spread = max(prior["mass"]) - min(prior["mass"])
-    if opts.data.parton_representation != "paper" and spread > 4 * opts.data.top_line_width:
-        say(f"note: the training top masses span {spread:.1f} GeV but data.top_line_width is "
-            f"{opts.data.top_line_width:g} GeV: masses away from {physics.M_TOP} fall in the coordinate's tails "
-            f"(consider data.top_line_width={spread / 2:.1f})")
-    t = opts.train
     meta = {"lvd_version": __version__, "options": config.to_dict(opts), "normalizer": norm.to_dict(),
             "data_file": str(Path(data_path).absolute()), "n_train": n_train, "n_validation": n_val,
-            "model": opts.model.kind, "processes": distributed.process_count(),
-            "top_mass_prior": prior, "truth_histograms": truth_histograms(data, data.event_weights())}
+            "model": opts.model.kind, "processes": distributed.process_count(), **_prior(data, opts, say)}
+    t = opts.train
     trainer = Trainer(opts=opts, run_dir=run_dir, mode=mode, graphdef=graphdef, state=state, normalizer=norm,
                       arrays=arrays, train_loader=Loader(arrays, train_idx, t.batch_size, t.seed, mesh),
                       val_loader=Loader(arrays, val_idx, t.batch_size, t.seed, mesh) if n_val else None,
@@ -185,6 +160,46 @@ def prepare(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.P
     if mode == "resume":
         trainer.best_validation = float(source.meta.get("best_validation", math.inf))
     return trainer
+
+
+def _source(checkpoint: str | os.PathLike | None, opts: Options) -> tuple[Checkpoint | None, str]:
+    """The checkpoint to start from (its latest) and how: ``new`` (none), ``resume`` (the same run) or ``warm
+    start`` (its parameters initialise a new run)."""
+    source = Checkpoint.open(checkpoint, prefer="latest") if checkpoint is not None else None
+    if source is not None and source.options.model.kind != opts.model.kind:
+        raise CheckpointError(f"{source.step_dir}: holds a '{source.options.model.kind}' model, options ask for "
+                              f"'{opts.model.kind}'")
+    return source, "new" if source is None else ("resume" if resumable(source.options, opts) else "warm start")
+
+
+def _state(opts: Options, mode: str, source: Checkpoint | None, frozen, norm: Normalizer, replicated,
+           runs_dir) -> tuple[nnx.GraphDef, TrainState, Path]:
+    """Graph definition, train state (restored, warm-started or fresh, with the frozen parts grafted in) and run
+    folder (the resumed run's own, else a new version)."""
+    if mode == "resume":
+        graphdef, state = _restored(source, source.options, replicated)
+        return graphdef, state, source.run_dir
+    graphdef, state = init_state(build_model(opts, Dims.from_normalizer(norm)), opts)
+    state = jax.device_put(state, replicated)
+    if mode == "warm start":
+        _, loaded = _restored(source, opts, replicated)
+        state = state.replace(main=loaded.main, sched=loaded.sched, rest=loaded.rest, ema_main=loaded.ema_main,
+                              ema_sched=loaded.ema_sched)
+    if frozen is not None:
+        state = state.replace(rest=graft(state.rest, frozen[1], replicated))
+    return graphdef, state, new_run_dir(runs_dir, opts.name)
+
+
+def _prior(data, opts: Options, say) -> dict[str, Any]:
+    """The training sample's prior for the checkpoint's metadata (docs/design.md §8), with a note when its top
+    masses are wider than the mass coordinate's line width."""
+    prior = training_prior(data)
+    spread = max(prior["mass"]) - min(prior["mass"])
+    if opts.data.parton_representation != "paper" and spread > 4 * opts.data.top_line_width:
+        say(f"note: the training top masses span {spread:.1f} GeV but data.top_line_width is "
+            f"{opts.data.top_line_width:g} GeV: masses away from {physics.M_TOP} fall in the coordinate's tails "
+            f"(consider data.top_line_width={spread / 2:.1f})")
+    return {"top_mass_prior": prior, "truth_histograms": truth_histograms(data, data.event_weights())}
 
 
 def _restored(source: Checkpoint, opts: Options, sharding) -> tuple[nnx.GraphDef, TrainState]:
