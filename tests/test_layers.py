@@ -1,9 +1,15 @@
-"""Imports run downward only: physics/config → data → models → training → sampling → evaluation → cli.
+"""Imports run downward only, along an explicit map of which layer may import which (a DAG, not a chain)::
 
-A module may import lvd modules of its own layer or below. A function-level import of an lvd module is allowed
-(to keep start-up light, e.g. the CLI imports JAX only for the commands that need it) but not to hide a
-cycle: if the module-level imports already lead from the imported module back to the importer, the function-
-level import is the hidden half of a circle.
+    base (errors, version, physics, config, distributed)
+      └ data ─┬─ models ─ runs ─ sampling ─┬─ training ─ speed ─┐
+              └─ measurement ──────────────┴─ evaluation ────────┴─ cli (and the package root)
+
+training and evaluation are peers above sampling: training unfolds for its physics monitor, evaluation judges
+unfolded files, and neither imports the other. A module may import lvd modules of its own layer or of a layer
+it reaches through :data:`BELOW`. A function-level import of an lvd module is allowed (to keep start-up light,
+e.g. the CLI imports JAX only for the commands that need it) but not to hide a cycle: if the module-level
+imports already lead from the imported module back to the importer, the function-level import is the hidden
+half of a circle.
 """
 
 import ast
@@ -15,19 +21,45 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # layer of each package/module prefix (longest prefix wins)
 LAYERS = {
-    "lvd.errors": 0, "lvd.version": 0, "lvd.physics": 0, "lvd.config": 0, "lvd.distributed": 0,
-    "lvd.data": 1,
-    "lvd.models": 2, "lvd.runs": 2,
-    "lvd.training": 3,
-    "lvd.sampling": 4,
-    "lvd.measurement": 4,  # uses data only; below evaluation, whose report states closure
-    "lvd.evaluation": 5, "lvd.speed": 5,
-    "lvd.cli": 6, "lvd": 6,  # the package root is the Python API's front door
+    "lvd.errors": "base", "lvd.version": "base", "lvd.physics": "base", "lvd.config": "base",
+    "lvd.distributed": "base",
+    "lvd.data": "data",
+    "lvd.models": "models",
+    "lvd.runs": "runs",
+    "lvd.sampling": "sampling",
+    "lvd.training": "training",
+    "lvd.measurement": "measurement",
+    "lvd.evaluation": "evaluation",
+    "lvd.speed": "speed",
+    "lvd.cli": "cli", "lvd": "cli",  # the package root is the Python API's front door
 }
-NAMES = ["physics/config", "data", "models", "training", "sampling", "evaluation", "cli"]
+# the layers each layer imports directly; what they import in turn is allowed too
+BELOW = {
+    "base": (),
+    "data": ("base",),
+    "models": ("data",),
+    "runs": ("models",),
+    "sampling": ("runs",),
+    "training": ("sampling",),  # the physics monitor unfolds with sampling's Unfolder
+    "measurement": ("data",),  # what is made from unfolded events: files in, numbers out
+    "evaluation": ("sampling", "measurement"),  # a peer of training: neither imports the other
+    "speed": ("training",),
+    "cli": ("speed", "evaluation"),
+}
 
 
-def layer(module: str) -> int:
+def allowed(name: str) -> set[str]:
+    """The layers ``name`` may import: itself and everything it reaches through :data:`BELOW`."""
+    out, todo = set(), [name]
+    while todo:
+        n = todo.pop()
+        if n not in out:
+            out.add(n)
+            todo += BELOW[n]
+    return out
+
+
+def layer(module: str) -> str:
     best = max((p for p in LAYERS if module == p or module.startswith(p + ".")), key=len, default=None)
     if best is None:
         raise KeyError(f"{module}: not assigned to a layer in tests/test_layers.py")
@@ -81,9 +113,9 @@ def violations(sources: dict[str, tuple[str, bool]]) -> list[str]:
         for target, line, top_level in lvd_imports(source, module, is_package):
             if target not in sources and target.rsplit(".", 1)[0] in sources | {"lvd": None}:
                 target = target.rsplit(".", 1)[0]  # `from lvd.x import name` of a function, not a module
-            if layer(target) > layer(module):
-                found.append(f"{module}:{line} imports {target} from a higher layer "
-                             f"({NAMES[layer(module)]} -> {NAMES[layer(target)]})")
+            if layer(target) not in allowed(layer(module)):
+                found.append(f"{module}:{line} imports {target} from a layer it may not use "
+                             f"({layer(module)} -> {layer(target)})")
             if top_level:
                 graph[module].add(target)
             else:
@@ -116,13 +148,26 @@ def test_imports_run_downward_only():
 
 def test_every_module_has_a_layer():
     for module in package_sources():
-        layer(module)
+        assert layer(module) in BELOW, module
+
+
+def test_the_map_is_a_dag():
+    for name in BELOW:
+        assert all(b in BELOW for b in BELOW[name]), name
+        assert not any(name in allowed(b) for b in BELOW[name]), f"{name} lies in a cycle"
+    assert "training" not in allowed("evaluation") and "evaluation" not in allowed("training")
 
 
 @pytest.mark.parametrize("module, source, needle", [
-    ("lvd.models.fake", "from lvd.training.state import TrainState\n", "higher layer"),
-    ("lvd.data.fake", "def f():\n    from lvd.cli.progress import console\n", "higher layer"),
-    ("lvd.physics", "import lvd.config\nfrom lvd.data import schema\n", "higher layer"),
+    ("lvd.models.fake", "from lvd.training.state import init_state\n", "may not use"),
+    ("lvd.data.fake", "def f():\n    from lvd.cli.progress import console\n", "may not use"),
+    ("lvd.physics", "import lvd.config\nfrom lvd.data import schema\n", "may not use"),
+    # peers and the layers above sampling
+    ("lvd.evaluation.fake", "from lvd.training.loop import train\n", "(evaluation -> training)"),
+    ("lvd.sampling.fake", "from lvd.training.monitor import physics_monitor\n", "(sampling -> training)"),
+    ("lvd.training.fake", "def f():\n    from lvd.evaluation.report import evaluate\n", "(training -> evaluation)"),
+    ("lvd.models.fake", "from lvd.sampling.samplers import solver\n", "(models -> sampling)"),
+    ("lvd.runs.fake", "from lvd.training.state import init_state\n", "(runs -> training)"),
 ])
 def test_an_upward_import_is_caught(module, source, needle):
     sources = package_sources()
