@@ -61,7 +61,7 @@ def main() -> None:
                 "ε, true labels": Acceptance(is_signal, efficiency),
                 "efficiency only": Acceptance(np.ones(n), efficiency),
                 "uncorrected": Acceptance(np.ones(n), np.ones((n, k)))}
-    sigma_truth = truth_events.event_weights().sum() / lumi
+    sigma_truth = truth_events.event_weights().astype(np.float64).sum() / lumi
     lines = [f"# Cross-section closure: {a.test.name}, {what}", "",
              f"    python benchmarks/cross_section_closure.py {a.test.name} {a.acceptance.name} OUT.md"
              + (f" --unfolded {a.unfolded.name}" if a.unfolded else "") + f" --bins {a.bins}", "",

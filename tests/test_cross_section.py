@@ -197,3 +197,28 @@ def test_cross_section_requests_that_cannot_be_met_are_refused(oracle, tmp_path,
                              "-o", tmp_path / "x")
     assert code == 2 and message in " ".join((out + err).split()) and "Traceback" not in out + err
     assert not (tmp_path / "x").exists()
+
+
+def test_evaluate_states_the_total_cross_section_and_the_generators(oracle, tmp_path):
+    from lvd.data import channels
+    from lvd.data.schema import read_generated, with_attrs, write_events
+    from lvd.data.unfolded import read_unfolded, write_acceptance
+    from lvd.measurement.cross_section import total_closure
+    from lvd.runs.acceptance import acceptance_weights
+
+    unfolded, acc = oracle
+    data = read_unfolded(unfolded)
+    sample = unfolded.with_name("all.h5")
+    path = tmp_path / "u.h5"
+    write_events(path, with_attrs(data, input_file=str(sample)))
+    assert total_closure(path, read_unfolded(path), data.event_weights().astype(float)) is None  # no acceptance yet
+    signal, efficiency = acceptance_weights(data, acc)
+    write_acceptance(path, signal, efficiency)
+    data = read_unfolded(path)
+    x = total_closure(path, data, data.event_weights().astype(float), n_boot=10)
+    lumi = data.attrs["luminosity_inv_fb"]
+    e32 = efficiency.astype(np.float32).astype(float)  # the file stores float32
+    assert x["unfolded"] == pytest.approx((signal.astype(np.float32) / e32.T).T.mean(1).sum() / lumi, rel=1e-6)
+    g = read_generated(sample)
+    assert x["truth"] == pytest.approx((g.channel == channels.SIGNAL).sum() / lumi, rel=1e-12)
+    assert x["uncertainty"] == pytest.approx(np.hypot(x["stat"], x["posterior"]))

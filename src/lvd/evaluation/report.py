@@ -21,6 +21,7 @@ from lvd.evaluation import calibration as cal
 from lvd.evaluation import metrics as mt
 from lvd.evaluation.c2st import c2st
 from lvd.measurement import closure
+from lvd.measurement.cross_section import total_closure
 from lvd.measurement.histogram import ensemble_size
 from lvd.measurement.observables import (
     OBSERVABLES,
@@ -124,6 +125,9 @@ def evaluate(unfolded_path: str | os.PathLike, out_dir: str | os.PathLike, truth
                              for n, v in res.items()}
     say("closure")
     result["closure"] = closure.closure_all(tru, unf, w, n_boot=closure_boot, seed=seed, members=members)
+    xs = total_closure(path, data, w, n_boot=closure_boot, seed=seed)
+    if xs is not None:  # the file carries its acceptance: the total cross section, against the generator's
+        result["cross_section"] = xs
     say("classifier two-sample test")
     result["c2st"] = c2st(c2st_features(truth_data.truth), c2st_features({p: {f: v[:, 0] for f, v in d.items()}
                                                                           for p, d in data.unfolded.items()}),
@@ -311,6 +315,13 @@ def markdown(r: dict[str, Any]) -> str:
         lines += ["![mass peaks](plots/mass_peaks.png)", ""]
     if "closure" in r:
         lines += closure_markdown(r["closure"], "closure_pulls" in r.get("plots", {}))
+    if "cross_section" in r:
+        x = r["cross_section"]
+        truth = (f"; generator truth {x['truth'] / 1000:.4g} pb (pull {x['pull']:+.2f})" if "truth" in x else "")
+        lines += ["## Cross section", "",
+                  f"σ in the {x['phase_space']} phase space: {x['unfolded'] / 1000:.4g} ± {x['uncertainty'] / 1000:.2g} pb "
+                  f"(stat {x['stat'] / 1000:.2g}, posterior {x['posterior'] / 1000:.2g}) for "
+                  f"{x['luminosity_inv_fb']:.4g} fb⁻¹{truth}.", ""]
     lines += ["## Distances to the truth (all observables)", "",
               "Event-weighted; ± is the bootstrap standard deviation. KL and JS use the fixed binning stored in "
               "metrics.json (`binning`); they are undefined where negative event weights leave a bin "

@@ -96,12 +96,11 @@ def cross_section(values: np.ndarray, weights: np.ndarray, acceptance: Acceptanc
                              density=normalised, sample_weights=1.0 / eff)
             reps.append(h.values if normalised else h.values / width)
         binned.cov_acceptance = np.cov(np.stack(reps), rowvar=False, ddof=1).reshape(len(width), len(width))
-    sigma, stat, post = total(x, event_w, draw_w, n_boot, seed)
+    sigma, stat, post = total(event_w, draw_w, n_boot, seed)
     return binned, {"sigma_fb": sigma, "stat_fb": stat, "posterior_fb": post}
 
 
-def total(values: np.ndarray, event_weights: np.ndarray, draw_weights: np.ndarray, n_boot: int, seed: int
-          ) -> tuple[float, float, float]:
+def total(event_weights: np.ndarray, draw_weights: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
     """The phase space's total ``Σ_i w_i (1/K) Σ_k s_ik`` (no binning) and its statistical (Poisson bootstrap)
     and posterior (the draws' spread, K/(K − 1)) errors."""
     per_event = draw_weights.mean(axis=1)  # [N]
@@ -174,4 +173,32 @@ def cross_section_file(path: str | os.PathLike, specs: list[Spec], *, luminosity
                                  "signal_fraction": float(np.average(acc[0], weights=w)),
                                  "mean_efficiency": float(np.average(acc[1].mean(1), weights=w))}}
     return results, summary
+
+
+def total_closure(path: str | os.PathLike, data: EventData, weights: np.ndarray, n_boot: int = 200, seed: int = 0
+                  ) -> dict[str, Any] | None:
+    """The phase space's total cross section of an unfolded file with an ``ACCEPTANCE`` group and a luminosity
+    (``lvd evaluate``): ``unfolded`` and its ``uncertainty`` (stat ⊕ posterior) in fb, and ``truth`` — the
+    generated signal events over the luminosity — when the input file kept them (``GENERATED``). None when the
+    file has no acceptance or luminosity."""
+    n, k = data.n_events, samples_per_event(data)
+    acc = read_acceptance(path, n, k)
+    lumi = number_attr(data, path, "luminosity_inv_fb", positive=True)
+    if acc is None or lumi is None:
+        return None
+    Acceptance(*acc).check(n, k, 1e-3)
+    sigma, stat, post = total(weights * acc[0] / lumi, 1.0 / acc[1], n_boot, seed)
+    out = {"unfolded": sigma, "uncertainty": float(np.hypot(stat, post)), "stat": stat, "posterior": post,
+           "luminosity_inv_fb": lumi, "phase_space": "full", "unit": "fb"}
+    source = data.attrs.get("input_file")
+    if source and Path(source).exists():
+        from lvd.data.channels import SIGNAL
+        from lvd.data.schema import read_generated
+
+        generated = read_generated(source)
+        if generated is not None:
+            signal = generated.channel == SIGNAL
+            out["truth"] = float(generated.event_weights()[signal].astype(np.float64).sum() / lumi)
+            out["pull"] = (sigma - out["truth"]) / out["uncertainty"] if out["uncertainty"] > 0 else None
+    return out
 
