@@ -188,7 +188,8 @@ def test_histogram_cross_section_writes_fb_per_gev_everywhere(oracle, tmp_path, 
 @pytest.mark.parametrize("args, message", [
     (["--cross-section"], "no ACCEPTANCE group; a cross section needs the efficiency and fake classifiers"),
     (["--cross-section", "--acceptance", "ACC", "--luminosity", "0"], "luminosity 0 fb^-1: must be positive"),
-    (["--luminosity", "3"], "--luminosity and --acceptance belong to --cross-section"),
+    (["--luminosity", "3"], "--luminosity, --acceptance, --phase-space and --fiducial-cuts belong to --cross-section"),
+    (["--cross-section", "--acceptance", "ACC", "--phase-space", "inside"], "--phase-space 'inside': choose full or"),
 ])
 def test_cross_section_requests_that_cannot_be_met_are_refused(oracle, tmp_path, run_cli, args, message):
     unfolded, acc = oracle
@@ -222,3 +223,52 @@ def test_evaluate_states_the_total_cross_section_and_the_generators(oracle, tmp_
     g = read_generated(sample)
     assert x["truth"] == pytest.approx((g.channel == channels.SIGNAL).sum() / lumi, rel=1e-12)
     assert x["uncertainty"] == pytest.approx(np.hypot(x["stat"], x["posterior"]))
+
+
+def test_fiducial_phase_space_cuts_and_closes(tmp_path):
+    from lvd.data.generate import toy
+    from lvd.data.schema import read_events
+    from lvd.measurement.phase_space import load_phase_space
+
+    space = load_phase_space("fiducial")
+    toy.generate_file(tmp_path / "t.h5", 300, seed=6)
+    truth = read_events(tmp_path / "t.h5").truth
+    inside = space.mask(truth)
+    pt = {p: truth[p]["pt"] for p in ("lepton", "b_lep", "b_had", "q1", "q2")}
+    eta = {p: truth[p]["eta"] for p in pt}
+    expected = np.all([(pt[p] >= 25) & (np.abs(eta[p]) <= 2.5) for p in pt], axis=0)
+    np.testing.assert_array_equal(inside, expected)
+    assert 0 < inside.mean() < 1 and "|lepton_eta| ≤ 2.5" in space.describe()
+    # a draw outside counts nowhere, its efficiency may even be 0; inside, the closure of the exact experiment holds
+    x, signal, eff, _, n_gen = _experiment(7)
+    eff_outside_zero = np.where(x < 110.0, eff, 0.0)
+    inside = x < 110.0
+    lumi = n_gen / 5e5
+    r, tot = cross_section(x, np.ones(len(x)), Acceptance(signal, eff_outside_zero[:, None]), lumi, EDGES,
+                           n_boot=50, seed=3, inside=inside[:, None])
+    assert (r.values[EDGES[:-1] >= 110.0] == 0).all()
+    rng = np.random.default_rng(7)
+    truth_x = rng.gamma(1.6, 40.0, n_gen)  # the same draws as _experiment's generated truth
+    truth_in = np.histogram(truth_x[truth_x < 110.0], EDGES)[0] / lumi / np.diff(EDGES)
+    resid = (r.values - truth_in)[EDGES[:-1] < 110.0]
+    cov = r.cov_total[np.ix_(EDGES[:-1] < 110.0, EDGES[:-1] < 110.0)]
+    assert stats.chi2.sf(resid @ np.linalg.solve(cov, resid), len(resid)) > 1e-3
+
+
+@pytest.mark.parametrize("text, message", [
+    ("cuts: {lepton_pt: {min: 25}}\n", None),
+    ("cuts: []\n", "expected 'cuts:'"),
+    ("cuts: {lepton_pt: {above: 25}}\n", "cut 'lepton_pt': give min, max and/or abs_max"),
+    ("cuts: {lepton_pt: {min: .nan}}\n", "cut lepton_pt.min is nan, expected a number"),
+    ("cuts: [unclosed\n", "not a readable YAML file"),
+])
+def test_fiducial_files_are_checked(tmp_path, text, message):
+    from lvd.measurement.phase_space import load_phase_space
+
+    path = tmp_path / "cuts.yaml"
+    path.write_text(text)
+    if message is None:
+        assert load_phase_space("fiducial", path).cuts == (("lepton_pt", "min", 25.0),)
+    else:
+        with pytest.raises(DataError, match=message):
+            load_phase_space("fiducial", path)

@@ -27,6 +27,8 @@ def histogram_cmd(
     cross_section: Annotated[bool, typer.Option("--cross-section", help="Differential cross section dσ/dx in fb per unit (with --density: 1/σ dσ/dx), corrected for the selection efficiency and the non-signal events by the file's ACCEPTANCE or --acceptance.")] = False,
     luminosity: Annotated[float | None, typer.Option(help="Integrated luminosity in fb^-1 (default: the file's luminosity_inv_fb, which simulated samples state).")] = None,
     acceptance: Annotated[Path | None, typer.Option(help="Folder with the efficiency/ and fakes/ classifiers (lvd.training.acceptance), applied when the file has no ACCEPTANCE group.")] = None,
+    phase_space: Annotated[str, typer.Option(help="Parton-level phase space of the cross section: full, or fiducial (the cuts of --fiducial-cuts).")] = "full",
+    fiducial_cuts: Annotated[Path | None, typer.Option(help="YAML of fiducial cuts on parton observables (default: the package's measurement/fiducial.yaml).")] = None,
 ) -> None:
     """Binned unfolded distributions with bootstrap and posterior uncertainties (and, for an ensemble's file,
     the members' spread): ROOT, HEPData, CSV, PNG."""
@@ -46,16 +48,19 @@ def histogram_cmd(
     if not specs:
         raise LvdError("nothing to histogram: give --observable NAME --bins EDGES, or --config FILE.yaml")
     out = out or unfolded.with_name(unfolded.stem + "_histograms")
-    if not cross_section and (luminosity is not None or acceptance is not None):
-        raise LvdError("--luminosity and --acceptance belong to --cross-section")
+    if not cross_section and (luminosity is not None or acceptance is not None or phase_space != "full"
+                              or fiducial_cuts is not None):
+        raise LvdError("--luminosity, --acceptance, --phase-space and --fiducial-cuts belong to --cross-section")
     with console.status("histogramming"):
         if cross_section:
             from lvd.measurement.cross_section import cross_section_file
+            from lvd.measurement.phase_space import load_phase_space
             from lvd.runs.acceptance import acceptance_weights
 
+            space = load_phase_space(phase_space, fiducial_cuts)
             apply = None if acceptance is None else (lambda data: acceptance_weights(data, acceptance))
             results, summary = cross_section_file(unfolded, specs, luminosity_inv_fb=luminosity, acceptance=apply,
-                                                  n_boot=bootstrap, seed=seed, normalised=density)
+                                                  n_boot=bootstrap, seed=seed, normalised=density, phase_space=space)
         else:
             results, summary = histogram_file(unfolded, specs, n_boot=bootstrap, seed=seed, density=density)
         if summary["has_truth"]:  # closure against the file's own truth, in the user's binning

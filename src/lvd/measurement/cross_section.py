@@ -45,6 +45,7 @@ from lvd.measurement.histogram import (
     histogram,
     observable_values,
 )
+from lvd.measurement.phase_space import PhaseSpace
 
 
 @dataclass
@@ -58,32 +59,39 @@ class Acceptance:
     signal_replicas: np.ndarray | None = None
     efficiency_replicas: np.ndarray | None = None
 
-    def check(self, n: int, k: int, minimum_efficiency: float) -> None:
+    def check(self, n: int, k: int, minimum_efficiency: float, inside: np.ndarray | None = None) -> None:
+        """Shapes, probabilities in [0, 1], and ε ≥ ``minimum_efficiency`` for the draws ``inside`` the phase
+        space (all by default)."""
         for name, a, shape in (("signal probability", self.signal, (n,)), ("efficiency", self.efficiency, (n, k))):
             if np.shape(a) != shape:
                 raise LvdError(f"{name}: shape {np.shape(a)}, expected {shape} (events, draws)")
             if not np.isfinite(a).all() or (a < 0).any() or (a > 1).any():
                 raise DataError(f"{name}: values outside [0, 1] or not finite")
-        if (self.efficiency < minimum_efficiency).any():
-            bad = np.unravel_index(np.argmax(self.efficiency < minimum_efficiency), self.efficiency.shape)
+        low = self.efficiency < minimum_efficiency
+        if inside is not None:
+            low &= inside
+        if low.any():
+            bad = np.unravel_index(np.argmax(low), self.efficiency.shape)
             raise DataError(f"efficiency {float(self.efficiency[bad]):.3g} at event {bad[0]}, draw {bad[1]}: below "
                             f"{minimum_efficiency:g}, where 1/ε is not a measurement (restrict the phase space)")
 
 
 def cross_section(values: np.ndarray, weights: np.ndarray, acceptance: Acceptance, luminosity_inv_fb: float,
                   edges: np.ndarray, *, n_boot: int = 200, seed: int = 0, normalised: bool = False,
-                  minimum_efficiency: float = 1e-3, members: int = 1) -> tuple[Binned, dict[str, float]]:
+                  minimum_efficiency: float = 1e-3, members: int = 1, inside: np.ndarray | None = None
+                  ) -> tuple[Binned, dict[str, float]]:
     """dσ/dx (fb per unit of x; with ``normalised`` 1/σ dσ/dx) of ``values [N, K]`` (or ``[N]``) with event
     ``weights [N]`` and ``acceptance``; and the phase space's total (``sigma_fb`` with its ``stat_fb`` and
-    ``posterior_fb`` errors)."""
+    ``posterior_fb`` errors). ``inside [N, K]``: the draws in the phase space (the others count nowhere)."""
     if not luminosity_inv_fb > 0:
         raise DataError(f"luminosity {luminosity_inv_fb} fb^-1: must be positive")
     x = np.asarray(values, np.float64)
     x = x[:, None] if x.ndim == 1 else x
     n, k = x.shape
-    acceptance.check(n, k, minimum_efficiency)
+    inside = np.ones((n, k), bool) if inside is None else np.asarray(inside, bool).reshape(n, k)
+    acceptance.check(n, k, minimum_efficiency, inside)
     event_w = np.asarray(weights, np.float64) * acceptance.signal / luminosity_inv_fb
-    draw_w = 1.0 / acceptance.efficiency
+    draw_w = _inverse(acceptance.efficiency, inside)
     binned, _ = histogram(x, event_w, edges, n_boot, seed, density=normalised, members=members, sample_weights=draw_w)
     width = np.diff(edges)
     if not normalised:  # counts per bin -> per unit of x: a linear map of every component
@@ -91,13 +99,18 @@ def cross_section(values: np.ndarray, weights: np.ndarray, acceptance: Acceptanc
     if acceptance.signal_replicas is not None and acceptance.efficiency_replicas is not None:
         reps = []
         for sig, eff in zip(acceptance.signal_replicas, acceptance.efficiency_replicas, strict=True):
-            Acceptance(sig, eff).check(n, k, minimum_efficiency)
+            Acceptance(sig, eff).check(n, k, minimum_efficiency, inside)
             h, _ = histogram(x, np.asarray(weights, np.float64) * sig / luminosity_inv_fb, edges, 2, seed,
-                             density=normalised, sample_weights=1.0 / eff)
+                             density=normalised, sample_weights=_inverse(eff, inside))
             reps.append(h.values if normalised else h.values / width)
         binned.cov_acceptance = np.cov(np.stack(reps), rowvar=False, ddof=1).reshape(len(width), len(width))
     sigma, stat, post = total(event_w, draw_w, n_boot, seed)
     return binned, {"sigma_fb": sigma, "stat_fb": stat, "posterior_fb": post}
+
+
+def _inverse(efficiency: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """1/ε for the draws inside the phase space, 0 outside (where ε may be anything, zero included)."""
+    return np.divide(1.0, efficiency, out=np.zeros(efficiency.shape), where=inside)
 
 
 def total(event_weights: np.ndarray, draw_weights: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
@@ -125,8 +138,8 @@ def _per_unit(b: Binned, width: np.ndarray) -> Binned:
 
 def cross_section_file(path: str | os.PathLike, specs: list[Spec], *, luminosity_inv_fb: float | None = None,
                        acceptance: Callable[[EventData], tuple[np.ndarray, np.ndarray]] | None = None,
-                       n_boot: int = 200, seed: int = 0, normalised: bool = False
-                       ) -> tuple[list[Result], dict[str, Any]]:
+                       n_boot: int = 200, seed: int = 0, normalised: bool = False,
+                       phase_space: PhaseSpace | None = None) -> tuple[list[Result], dict[str, Any]]:
     """dσ/dx of every observable of ``specs`` in an unfolded file (``lvd histogram --cross-section``).
 
     The acceptance comes from the file's ``ACCEPTANCE`` group or, without one, from ``acceptance(data)`` (e.g.
@@ -156,18 +169,22 @@ def cross_section_file(path: str | os.PathLike, specs: list[Spec], *, luminosity
         raise LvdError(f"unknown observable(s) {unknown}; known: {', '.join(sorted(unf))}")
     w = positive_weights(data, path, "a cross section")
     m = ensemble_size(data, path) or 1
+    phase_space = phase_space or PhaseSpace()
+    inside = phase_space.mask(data.unfolded)
+    where = phase_space.describe()
     results = []
     for i, spec in enumerate(specs):
         binned, tot = cross_section(unf[spec.name], w, Acceptance(*acc), luminosity_inv_fb, spec.edges,
-                                    n_boot=n_boot, seed=seed + i, normalised=normalised, members=m)
+                                    n_boot=n_boot, seed=seed + i, normalised=normalised, members=m, inside=inside)
         results.append(Result(spec=spec, unfolded=binned, truth=None, n_events=n, samples_per_event=k, n_boot=n_boot,
                               density=normalised, members=m,
-                              cross_section={"luminosity_inv_fb": luminosity_inv_fb, "phase_space": "full", **tot}))
+                              cross_section={"luminosity_inv_fb": luminosity_inv_fb, "phase_space": where, **tot}))
     tot = results[0].cross_section if results else {}
     summary = {"file": str(path.absolute()), "n_events": n, "samples_per_event": k, "weight_sum": float(w.sum()),
                "bootstrap": n_boot, "density": normalised, "has_truth": False, "model": data.attrs.get("model"),
                "sqrt_s": data.attrs.get("sqrt_s"),
-               "cross_section": {"luminosity_inv_fb": luminosity_inv_fb, "phase_space": "full",
+               "cross_section": {"luminosity_inv_fb": luminosity_inv_fb, "phase_space": where,
+                                 "draws_inside": float(inside.mean()),
                                  "sigma_fb": tot.get("sigma_fb"), "stat_fb": tot.get("stat_fb"),
                                  "posterior_fb": tot.get("posterior_fb"),
                                  "signal_fraction": float(np.average(acc[0], weights=w)),
