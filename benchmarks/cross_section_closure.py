@@ -26,6 +26,7 @@ from lvd.data.schema import read_events, read_generated
 from lvd.data.unfolded import read_unfolded
 from lvd.measurement.cross_section import Acceptance, cross_section
 from lvd.measurement.histogram import observable_values
+from lvd.measurement.phase_space import load_phase_space
 from lvd.runs.acceptance import acceptance_weights
 
 OBSERVABLES = ("pt_t_had", "m_ttbar", "y_ttbar", "pt_ttbar")
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--bins", type=int, default=8)
     ap.add_argument("--bootstrap", type=int, default=100)
     ap.add_argument("--minimum-efficiency", type=float, default=1e-4)
+    ap.add_argument("--phase-space", choices=["full", "fiducial"], default="full")
     a = ap.parse_args()
 
     g = read_generated(a.test)
@@ -54,6 +56,9 @@ def main() -> None:
         what = f"{a.unfolded.name} ({data.attrs.get('model')}, K = {data.unfolded['b_lep']['pt'].shape[1]})"
     signal, efficiency = acceptance_weights(data, a.acceptance)
     n, k = efficiency.shape
+    space = load_phase_space(a.phase_space)
+    inside = space.mask(data.unfolded)
+    truth_events = truth_events.take(np.flatnonzero(space.mask(truth_events.truth)))
     unf, tru = observable_values(data.unfolded), observable_values(truth_events.truth)
     w = data.event_weights().astype(np.float64)
     is_signal = (data.generator["channel"] == channels.SIGNAL).astype(np.float64)
@@ -64,7 +69,8 @@ def main() -> None:
     sigma_truth = truth_events.event_weights().astype(np.float64).sum() / lumi
     lines = [f"# Cross-section closure: {a.test.name}, {what}", "",
              f"    python benchmarks/cross_section_closure.py {a.test.name} {a.acceptance.name} OUT.md"
-             + (f" --unfolded {a.unfolded.name}" if a.unfolded else "") + f" --bins {a.bins}", "",
+             + (f" --unfolded {a.unfolded.name}" if a.unfolded else "") + f" --bins {a.bins} --phase-space {a.phase_space}",
+             "", f"Phase space: {space.describe()}.", "",
              f"{n:,} selected events ({(data.generator['channel'] != channels.SIGNAL).mean():.3f} non-signal), "
              f"{truth_events.n_events:,} generated signal events, L = {lumi:.4g} fb⁻¹. χ²/bin against the "
              "generated signal truth with the estimate's statistical covariance (+ posterior with K > 1).", "",
@@ -76,7 +82,7 @@ def main() -> None:
         row = []
         for label, acc in variants.items():
             binned, tot = cross_section(unf[name], w, acc, lumi, edges, n_boot=a.bootstrap, seed=1,
-                                        minimum_efficiency=a.minimum_efficiency)
+                                        minimum_efficiency=a.minimum_efficiency, inside=inside)
             resid = binned.values - truth
             row.append(f"{resid @ np.linalg.solve(binned.cov_total, resid) / a.bins:.2f}")
             totals[label] = tot
