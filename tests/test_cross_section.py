@@ -125,7 +125,8 @@ def oracle(tmp_path_factory):
     folder = tmp_path_factory.mktemp("xs")
     sample = folder / "all.h5"
     toy.generate_file(sample, 300, seed=51, keep_unselected=True)
-    opts = AcceptanceOptions(width=16, blocks=1, detector_layers=1, num_heads=2, steps=20, batch_size=128,
+    # the options of test_acceptance.py's TINY: one compilation serves both files
+    opts = AcceptanceOptions(width=16, blocks=1, detector_layers=1, num_heads=2, steps=30, batch_size=128,
                              validate_every=10)
     eff, fakes = train_acceptance(sample, opts=opts)
     save(eff, folder / "acceptance" / "efficiency")
