@@ -273,3 +273,33 @@ def test_fiducial_files_are_checked(tmp_path, text, message):
     else:
         with pytest.raises(DataError, match=message):
             load_phase_space("fiducial", path)
+
+
+@pytest.mark.slow  # trains a tiny model for its worker (~1 min): the chain's parts are tested apart above
+def test_a_run_trains_its_classifiers_and_unfold_attaches_them(oracle, tiny_run, tiny_file, tmp_path, run_cli):
+    """`lvd train` on a --keep-unselected file ends by training ε and f into RUN/acceptance (not on a file
+    without the generated events); `lvd unfold` with such a run writes ACCEPTANCE, which `lvd histogram
+    --cross-section` then uses without further options."""
+    import shutil
+
+    from lvd import config
+    from lvd.data.unfolded import read_acceptance
+    from lvd.sampling.unfold import unfold_file
+    from lvd.training.loop import train_acceptance_of_run
+
+    unfolded, _ = oracle
+    sample = unfolded.with_name("all.h5")
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    opts = config.load_options(None, ["acceptance.width=16", "acceptance.blocks=1", "acceptance.detector_layers=1",
+                                      "acceptance.num_heads=2", "acceptance.steps=30", "acceptance.batch_size=128",
+                                      "acceptance.validate_every=10"], defaults=config.small())
+    assert train_acceptance_of_run(opts, tiny_file, run) is None  # signal only: nothing to learn from
+    folder = train_acceptance_of_run(opts, sample, run)
+    assert (folder / "efficiency" / "meta.json").exists() and (folder / "fakes" / "params.npz").exists()
+    out = tmp_path / "u.h5"
+    unfold_file(run, sample, out, samples=2, steps=3)
+    signal, efficiency = read_acceptance(out, 300, 2)
+    assert signal.shape == (300,) and efficiency.shape == (300, 2)
+    code, text, err = run_cli("histogram", out, "--cross-section", "--observable", "m_ttbar", "--bins", "300,400,600,1000",
+                              "--bootstrap", "10", "-o", tmp_path / "h", "--formats", "csv")
+    assert code == 0, err

@@ -165,6 +165,24 @@ class SampleOptions:
 
 
 @dataclass(frozen=True)
+class AcceptanceOptions:
+    """The efficiency and fake classifiers (docs/cross_section.md): trained by ``lvd train`` after the model when
+    the file holds every generated event (``--keep-unselected``), stored in the run, applied by ``lvd unfold``."""
+
+    train: bool = True  # train them when the file allows
+    width: int = 64
+    blocks: int = 2  # residual blocks of the parton classifier
+    detector_layers: int = 2  # transformer blocks of the detector classifier
+    num_heads: int = 4
+    steps: int = 3000
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    validation_fraction: float = 0.1
+    validate_every: int = 100
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Options:
     name: str = "lvd"
     data: DataOptions = field(default_factory=DataOptions)
@@ -173,6 +191,7 @@ class Options:
     loss: LossOptions = field(default_factory=LossOptions)
     train: TrainOptions = field(default_factory=TrainOptions)
     sample: SampleOptions = field(default_factory=SampleOptions)
+    acceptance: AcceptanceOptions = field(default_factory=AcceptanceOptions)
 
     def check(self) -> Options:
         """Cross-field validation; returns self."""

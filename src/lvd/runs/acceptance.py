@@ -20,26 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from lvd.config import DataOptions
+from lvd.config import AcceptanceOptions, DataOptions
 from lvd.data.schema import EventData, StagedFile
 from lvd.errors import LvdError
 from lvd.models.classifier import DetectorClassifier, PartonClassifier, parton_features
 
-
-@dataclass(frozen=True)
-class AcceptanceOptions:
-    """The two classifiers' sizes and their training (the same for both)."""
-
-    width: int = 64
-    blocks: int = 2  # residual blocks of the parton classifier
-    detector_layers: int = 2  # transformer blocks of the detector classifier
-    num_heads: int = 4
-    steps: int = 3000
-    batch_size: int = 512
-    learning_rate: float = 1e-3
-    validation_fraction: float = 0.1
-    validate_every: int = 100
-    seed: int = 0
+ACCEPTANCE_FOLDER = "acceptance"  # in a run folder: efficiency/ and fakes/
 
 
 @dataclass

@@ -209,7 +209,24 @@ def unfold_file(run_or_checkpoint: str | os.PathLike, data_path: str | os.PathLi
         u = Unfolder.load(run_or_checkpoint, mesh=make_mesh(jax.local_devices()))  # no cross-process traffic
         return _in_parts(lambda part, r: _unfold_rows(u, data_path, part, rows=r, **kw),
                          count_events(data_path, u.layout), out_path)
-    return _unfold_rows(unfolder or Unfolder.load(run_or_checkpoint), data_path, out_path, rows=rows, **kw)
+    u = unfolder or Unfolder.load(run_or_checkpoint)
+    attrs = _unfold_rows(u, data_path, out_path, rows=rows, **kw)
+    attach_acceptance(u, out_path)
+    return attrs
+
+
+def attach_acceptance(u: Unfolder, out_path: str | os.PathLike) -> bool:
+    """With a run that holds the efficiency and fake classifiers (``RUN/acceptance``), the unfolded file gets
+    every event's signal probability and every draw's efficiency (``ACCEPTANCE``, docs/cross_section.md)."""
+    from lvd.data.unfolded import read_unfolded, write_acceptance
+    from lvd.runs.acceptance import ACCEPTANCE_FOLDER, acceptance_weights
+
+    if u.checkpoint is None or not (u.checkpoint.run_dir / ACCEPTANCE_FOLDER / "fakes" / "meta.json").exists():
+        return False
+    signal, efficiency = acceptance_weights(read_unfolded(out_path), u.checkpoint.run_dir / ACCEPTANCE_FOLDER,
+                                            u.options.data)
+    write_acceptance(out_path, signal, efficiency)
+    return True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -112,7 +112,29 @@ def train(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.Pat
     """Train ``opts.model.kind`` on ``data_path`` with the standard hooks (plus ``hooks``); see :func:`prepare`."""
     trainer = prepare(opts, data_path, runs_dir=runs_dir, checkpoint=checkpoint, weights=weights, report=report,
                       mesh=mesh)
-    return fit(trainer, standard_hooks(trainer.opts, progress, on_step, hooks))
+    result = fit(trainer, standard_hooks(trainer.opts, progress, on_step, hooks))
+    if result.stopped_by == "steps":
+        train_acceptance_of_run(trainer.opts, data_path, result.run_dir, report)
+    return result
+
+
+def train_acceptance_of_run(opts: Options, data_path: str | os.PathLike, run_dir: Path,
+                            report: Callable[[str], None] | None = None) -> Path | None:
+    """The efficiency and fake classifiers of a finished run, in ``run_dir/acceptance`` (once), when the training
+    file holds every generated event (``--keep-unselected``) and ``acceptance.train`` is on; else None."""
+    from lvd.data.schema import read_generated
+    from lvd.runs.acceptance import ACCEPTANCE_FOLDER, save
+    from lvd.training.acceptance import train_acceptance
+
+    folder = run_dir / ACCEPTANCE_FOLDER
+    if (not opts.acceptance.train or Path(data_path).suffix == ".npz" or distributed.process_index() != 0
+            or (folder / "fakes" / "meta.json").exists() or read_generated(data_path) is None):
+        return None
+    (report or (lambda _: None))("training the efficiency and fake classifiers (docs/cross_section.md)")
+    eff, fakes = train_acceptance(data_path, opts.data, opts.acceptance)
+    save(eff, folder / "efficiency")
+    save(fakes, folder / "fakes")
+    return folder
 
 
 def prepare(opts: Options, data_path: str | os.PathLike, *, runs_dir: str | os.PathLike = "runs",
