@@ -362,7 +362,7 @@ def _last_copies(f: _Flat, start: np.ndarray, good: np.ndarray) -> np.ndarray:
     whose chain breaks is marked not ``good``."""
     cur = start.copy()
     for _ in range(100):
-        todo = np.flatnonzero(f.status[cur] <= 0)
+        todo = np.flatnonzero(good[f.evt[cur]] & (f.status[cur] <= 0))
         if len(todo) == 0:
             break
         c = cur[todo]
@@ -526,19 +526,8 @@ class PythiaGenerator:
             "q1": np.where(qa_harder, g["qa"], g["qb"]), "q2": np.where(qa_harder, g["qb"], g["qa"]),
             "W_lep": sel("W+", "W-"), "W_had": sel("W-", "W+"), "t_lep": sel("t", "tbar"), "t_had": sel("tbar", "t"),
         }
-        # the prompt lepton's last copy (after QED radiation): follow the same-id daughters
-        cur = idx["lepton"].copy()
-        for _ in range(100):
-            todo = np.flatnonzero(good & (f.status[cur] <= 0))
-            if len(todo) == 0:
-                break
-            c = cur[todo]
-            d1, d2 = f.base[c] + f.daughter1[c], f.base[c] + f.daughter2[c]
-            ok1 = (f.daughter1[c] > 0) & (f.id[d1] == f.id[c])
-            ok2 = (f.daughter2[c] > 0) & (f.id[d2] == f.id[c])
-            good[todo[~(ok1 | ok2)]] = False
-            cur[todo] = np.where(ok1, d1, np.where(ok2, d2, c))
-        idx["lepton_final"] = cur
+        # the prompt lepton's last copy (after QED radiation)
+        idx["lepton_final"] = _last_copies(f, idx["lepton"], good)
         return idx, good
 
     # -- detector inputs --------------------------------------------------------------------------
