@@ -18,8 +18,8 @@ from lvd.models.classifier import binary_cross_entropy, parton_features
 from lvd.runs.acceptance import AcceptanceOptions, load, save
 from lvd.training import acceptance
 
-TINY = AcceptanceOptions(width=16, blocks=1, detector_layers=1, num_heads=2, steps=30, batch_size=128,
-                                    validate_every=10)
+TINY = AcceptanceOptions(width=16, blocks=1, batch_size=128, detector_width=16, detector_layers=1,
+                      detector_batch_size=128, num_heads=2, steps=30, validate_every=10)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,11 @@ def test_parton_features_are_the_kinematics():
     np.testing.assert_allclose(f[:, 24], np.log1p(physics.pt(tt)), atol=tol)
     np.testing.assert_allclose(f[:, 25], 0.5 * np.log((tt[:, 3] + tt[:, 2]) / (tt[:, 3] - tt[:, 2])), atol=tol * 10)
     np.testing.assert_allclose(f[:, 26], np.log(physics.mass(tt)), atol=tol * 10)
+    visible = [0, 1, 3, 4, 5]  # not the neutrino
+    passing = ((pt > 25) & (np.abs(eta) < 2.5))[:, visible]
+    np.testing.assert_array_equal(f[:, 27], passing.sum(1))
+    np.testing.assert_allclose(f[:, 28], np.log1p(pt[:, visible].min(1)), atol=tol)
+    np.testing.assert_allclose(f[:, 29], np.abs(eta[:, visible]).max(1), atol=tol * 10)
 
 
 def test_weighted_cross_entropy_is_its_closed_form():

@@ -126,8 +126,8 @@ def oracle(tmp_path_factory):
     sample = folder / "all.h5"
     toy.generate_file(sample, 300, seed=51, keep_unselected=True)
     # the options of test_acceptance.py's TINY: one compilation serves both files
-    opts = AcceptanceOptions(width=16, blocks=1, detector_layers=1, num_heads=2, steps=30, batch_size=128,
-                             validate_every=10)
+    opts = AcceptanceOptions(width=16, blocks=1, batch_size=128, detector_width=16, detector_layers=1,
+                      detector_batch_size=128, num_heads=2, steps=30, validate_every=10)
     eff, fakes = train_acceptance(sample, opts=opts)
     save(eff, folder / "acceptance" / "efficiency")
     save(fakes, folder / "acceptance" / "fakes")
@@ -290,7 +290,8 @@ def test_a_run_trains_its_classifiers_and_unfold_attaches_them(oracle, tiny_run,
     unfolded, _ = oracle
     sample = unfolded.with_name("all.h5")
     run = shutil.copytree(tiny_run, tmp_path / "run")
-    opts = config.load_options(None, ["acceptance.width=16", "acceptance.blocks=1", "acceptance.detector_layers=1",
+    opts = config.load_options(None, ["acceptance.width=16", "acceptance.blocks=1", "acceptance.detector_width=16",
+                                      "acceptance.detector_batch_size=128", "acceptance.detector_layers=1",
                                       "acceptance.num_heads=2", "acceptance.steps=30", "acceptance.batch_size=128",
                                       "acceptance.validate_every=10"], defaults=config.small())
     assert train_acceptance_of_run(opts, tiny_file, run) is None  # signal only: nothing to learn from

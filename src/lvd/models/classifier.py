@@ -18,12 +18,18 @@ from flax import nnx
 from lvd.models.detector_encoder import DetectorEncoder
 from lvd.models.layers import ResidualMLP
 
-N_PARTON_FEATURES = 6 * 4 + 3
+N_PARTON_FEATURES = 6 * 4 + 3 + 3
+# the selection's thresholds on the visible decay products (lepton, b quarks, light quarks; not the neutrino)
+_VISIBLE = jnp.array([True, True, False, True, True, True])
+_PT_CUT, _ETA_CUT = 25.0, 2.5
 
 
 def parton_features(p4: jax.Array) -> jax.Array:
-    """Decay products ``[..., 6, 4]`` (px, py, pz, E) -> ``[..., 27]``: per product ``log(1 + pT), η, cos φ,
-    sin φ`` (what the selection cuts on), then the tt̄ system's ``log(1 + pT), y, log m``."""
+    """Decay products ``[..., 6, 4]`` (px, py, pz, E) -> ``[..., 30]``: per product ``log(1 + pT), η, cos φ,
+    sin φ`` (what the selection cuts on), the tt̄ system's ``log(1 + pT), y, log m``, and how the five visible
+    products stand against the selection's thresholds: how many pass pT > 25 GeV and |η| < 2.5, the smallest
+    log(1 + pT) and the largest |η| among them. An efficiency is a product of such thresholds smeared by the
+    detector; handing the network the count makes the steps it would otherwise have to learn one input."""
     px, py, pz, e = (p4[..., i] for i in range(4))
     pt = jnp.hypot(px, py)
     eta = jnp.arcsinh(pz / jnp.maximum(pt, 1e-6))
@@ -34,7 +40,11 @@ def parton_features(p4: jax.Array) -> jax.Array:
     tt_y = 0.5 * jnp.log((tt[..., 3] + tt[..., 2]) / jnp.maximum(tt[..., 3] - tt[..., 2], 1e-6))
     tt_m = jnp.sqrt(jnp.maximum(tt[..., 3] ** 2 - (tt[..., :3] ** 2).sum(-1), 1e-6))
     system = jnp.stack([jnp.log1p(tt_pt), tt_y, jnp.log(tt_m)], axis=-1)
-    return jnp.concatenate([per.reshape(*per.shape[:-2], -1), system], axis=-1)
+    passing = (pt > _PT_CUT) & (jnp.abs(eta) < _ETA_CUT) & _VISIBLE
+    thresholds = jnp.stack([passing.sum(-1).astype(p4.dtype),
+                            jnp.min(jnp.where(_VISIBLE, jnp.log1p(pt), jnp.inf), axis=-1),
+                            jnp.max(jnp.where(_VISIBLE, jnp.abs(eta), 0.0), axis=-1)], axis=-1)
+    return jnp.concatenate([per.reshape(*per.shape[:-2], -1), system, thresholds], axis=-1)
 
 
 class PartonClassifier(nnx.Module):

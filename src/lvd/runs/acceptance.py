@@ -101,8 +101,8 @@ def load(folder: str | os.PathLike) -> Classifier:
     if meta["kind"] == "efficiency":
         model = PartonClassifier(opts.width, opts.blocks, rngs=rngs)
     else:
-        model = DetectorClassifier(meta["shapes"]["object_features"], meta["shapes"]["met_features"], opts.width,
-                                   opts.detector_layers, opts.num_heads, rngs=rngs)
+        model = DetectorClassifier(meta["shapes"]["object_features"], meta["shapes"]["met_features"],
+                                   opts.detector_width, opts.detector_layers, opts.num_heads, rngs=rngs)
     state = nnx.state(model, nnx.Param)
     flat = dict(nnx.to_flat_state(state))
     for key in flat:

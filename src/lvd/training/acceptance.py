@@ -10,6 +10,7 @@ classifier (stored and applied by :mod:`lvd.runs.acceptance`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 
@@ -124,12 +125,13 @@ def train_fakes(data: EventData, data_opts: DataOptions, opts: AcceptanceOptions
         raise LvdError("fakes: the events carry no channel (GENERATOR/channel); generate with --keep-unselected")
     objects, mask, met = detector_arrays(data, data_opts)
     (om, os_), (mm, ms) = _moments(objects, mask), _moments(met)
-    model = DetectorClassifier(objects.shape[-1], met.shape[-1], opts.width, opts.detector_layers, opts.num_heads,
-                               rngs=nnx.Rngs(opts.seed))
+    model = DetectorClassifier(objects.shape[-1], met.shape[-1], opts.detector_width, opts.detector_layers,
+                               opts.num_heads, rngs=nnx.Rngs(opts.seed))
     inputs = [(objects - om) / os_ * mask[..., None], mask, (met - mm) / ms]
     labels = (data.generator["channel"] != channels.SIGNAL).astype(np.float32)
     weights = data.event_weights().astype(np.float32)
-    model, history, val = fit(model, lambda m, o, k, e: m(o, k, e), inputs, labels, weights, opts)
+    model, history, val = fit(model, lambda m, o, k, e: m(o, k, e), inputs, labels, weights,
+                              dataclasses.replace(opts, batch_size=opts.detector_batch_size))
     platt = platt_scaling(_logits(model, [x[val] for x in inputs]), labels[val], weights[val], opts.seed)
     return Classifier("fakes", model, [om, mm], [os_, ms], opts, history, platt)
 
