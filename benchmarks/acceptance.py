@@ -19,9 +19,9 @@ import numpy as np
 from lvd.config import DataOptions
 from lvd.data import channels
 from lvd.data.representation import detector_arrays
-from lvd.data.schema import read_events, read_generated
+from lvd.data.schema import decay_p4, read_events, read_generated
 from lvd.runs.acceptance import AcceptanceOptions, save
-from lvd.training.acceptance import _truth_p4, train_acceptance
+from lvd.training.acceptance import train_acceptance
 
 
 def generate(generator: str, path: Path, n: int, seed: int) -> None:
@@ -71,7 +71,7 @@ def main() -> None:
 
     g = read_generated(test)
     sig = g.take(np.flatnonzero(g.channel == channels.SIGNAL))
-    p = eff.probability(_truth_p4(sig.truth).astype(np.float32))
+    p = eff.probability(decay_p4(sig.truth).astype(np.float32))
     y, w = sig.pass_selection.astype(float), sig.event_weights().astype(float)
     rows = deciles(p, y, w)
     worst = max(abs(pr - ob) for pr, ob, _ in rows)

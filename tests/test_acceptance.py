@@ -12,7 +12,7 @@ from lvd import physics
 from lvd.config import DataOptions
 from lvd.data.generate import toy
 from lvd.data.representation import detector_arrays
-from lvd.data.schema import read_events, read_generated
+from lvd.data.schema import decay_p4, read_events, read_generated
 from lvd.errors import DataError, LvdError
 from lvd.models.classifier import binary_cross_entropy, parton_features
 from lvd.runs.acceptance import AcceptanceOptions, load, save
@@ -76,7 +76,7 @@ def test_fit_is_the_maximum_likelihood_logistic_regression():
 def test_classifiers_train_save_and_load_exactly(sample, tmp_path):
     eff, fakes = acceptance.train_acceptance(sample, opts=TINY)
     g, d = read_generated(sample), read_events(sample)
-    p4 = acceptance._truth_p4(g.truth).astype(np.float32)
+    p4 = decay_p4(g.truth).astype(np.float32)
     objects, mask, met = detector_arrays(d, DataOptions())
     for c, inputs in ((eff, (p4,)), (fakes, (objects, mask, met))):
         p = c.probability(*inputs)

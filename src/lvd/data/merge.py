@@ -90,10 +90,8 @@ def _cross_section_attrs(shards: list[dict], paths: list[Path]) -> dict:
     if len(fractions) > 1:
         raise DataError(f"{paths[0]}: the inputs stand for different shares of the cross section "
                         f"(branching fractions {sorted(fractions)}); cannot merge")
-    sigma = np.array([s["cross_section_pb"] for s in shards], float)
-    error = np.array([s["cross_section_error_pb"] for s in shards], float)
-    inverse = 1.0 / error**2
-    combined, combined_error = float((sigma * inverse).sum() / inverse.sum()), float(inverse.sum() ** -0.5)
+    combined, combined_error = combined_cross_section([(s["cross_section_pb"], s["cross_section_error_pb"])
+                                                       for s in shards])
     weights = float(sum(s["sum_weights_generated"] for s in shards))
     return {"cross_section_pb": combined, "cross_section_error_pb": combined_error,
             "sum_weights_generated": weights,
@@ -110,3 +108,13 @@ def _top_mass_attrs(shards: list[dict]) -> dict:
     rules = {t.get("top_width_rule") for t in settings}
     return {"top_mass_range": [float(lo), float(hi)],
             "top_width_rule": rules.pop() if len(rules) == 1 else "differs between inputs: see merged_from"}
+
+
+def combined_cross_section(estimates: list[tuple[float, float]]) -> tuple[float, float]:
+    """Independent estimates ``(σ, error)`` combined by their inverse variances; ``(0, 0)`` for none."""
+    usable = [(s, e) for s, e in estimates if e > 0]
+    if not usable:
+        return (estimates[0] if estimates else (0.0, 0.0))
+    inverse = np.array([1.0 / e**2 for _, e in usable])
+    sigma = np.array([s for s, _ in usable])
+    return float((sigma * inverse).sum() / inverse.sum()), float(inverse.sum() ** -0.5)

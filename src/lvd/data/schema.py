@@ -99,6 +99,15 @@ DEFAULT_LAYOUT = FileLayout()
 Truth = dict[str, dict[str, np.ndarray]]
 
 
+def decay_p4(particles: Truth, names: Sequence[str] = physics.DECAY_PRODUCTS) -> np.ndarray:
+    """Four-vectors ``[..., len(names), 4]`` (float64; px, py, pz, E) of ``particle -> feature -> [...]`` arrays
+    (truth ``[N]``, draws ``[N, K]``), built on shell from ``pt, eta, phi, mass``. A stored ``energy`` is not used:
+    a four-vector is what a user builds from the momentum and the mass, and an energy that disagreed with them
+    would flatter masses built from it."""
+    return np.stack([physics.p4_from_ptetaphim(*(np.asarray(particles[p][f], np.float64) for f in TRUTH_FEATURES))
+                     for p in names], axis=-2)
+
+
 @dataclass
 class EventData:
     """N events in memory. Arrays are NumPy; ``truth``/``weights``/``unfolded`` may be absent.
@@ -143,14 +152,7 @@ class EventData:
         """Truth four-vectors ``[N, len(particles), 4]`` in float64 (px, py, pz, E)."""
         if self.truth is None:
             raise DataError("the events carry no TRUTH group (parton-level truth is needed here)")
-        cols = [self.truth[p] for p in particles]
-        return np.stack(
-            [
-                physics.p4_from_ptetaphim(*(c[f].astype(np.float64) for f in TRUTH_FEATURES))
-                for c in cols
-            ],
-            axis=1,
-        )
+        return decay_p4(self.truth, particles)
 
     def take(self, index: np.ndarray | slice) -> EventData:
         """The events at ``index`` (an index array, boolean mask or slice)."""
@@ -352,6 +354,12 @@ class EventWriter:
             arrays[f"{group}/weight"] = g.weights.astype(np.float32)
         self._append(arrays, self._generated, self.n_generated)
         self.n_generated += g.n_events
+
+    def add_dataset(self, name: str, values: np.ndarray) -> None:
+        """A whole dataset outside the event groups (e.g. ``ACCEPTANCE/signal``), one row per event written."""
+        if values.shape[0] != self.n_events:
+            raise DataError(f"{self.path}: dataset {name} has {values.shape[0]} rows, {self.n_events} events written")
+        self._file.create_dataset(name, data=values)
 
     def _append(self, arrays: dict[str, np.ndarray], datasets: dict[str, h5py.Dataset], start: int) -> None:
         if datasets and set(arrays) != set(datasets):

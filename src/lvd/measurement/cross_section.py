@@ -30,10 +30,7 @@ import numpy as np
 from lvd.data.schema import EventData
 from lvd.data.unfolded import (
     number_attr,
-    positive_weights,
     read_acceptance,
-    read_unfolded,
-    require_samples,
     samples_per_event,
 )
 from lvd.errors import DataError, LvdError
@@ -41,11 +38,13 @@ from lvd.measurement.histogram import (
     Binned,
     Result,
     Spec,
-    ensemble_size,
     histogram,
-    observable_values,
+    read_for_histograms,
 )
 from lvd.measurement.phase_space import PhaseSpace
+
+# below it 1/ε is not a measurement: refused inside the phase space (docs/cross_section.md)
+MINIMUM_EFFICIENCY = 1e-3
 
 
 @dataclass
@@ -78,7 +77,7 @@ class Acceptance:
 
 def cross_section(values: np.ndarray, weights: np.ndarray, acceptance: Acceptance, luminosity_inv_fb: float,
                   edges: np.ndarray, *, n_boot: int = 200, seed: int = 0, normalised: bool = False,
-                  minimum_efficiency: float = 1e-3, members: int = 1, inside: np.ndarray | None = None
+                  minimum_efficiency: float = MINIMUM_EFFICIENCY, members: int = 1, inside: np.ndarray | None = None
                   ) -> tuple[Binned, dict[str, float]]:
     """dσ/dx (fb per unit of x; with ``normalised`` 1/σ dσ/dx) of ``values [N, K]`` (or ``[N]``) with event
     ``weights [N]`` and ``acceptance``; and the phase space's total (``sigma_fb`` with its ``stat_fb`` and
@@ -146,11 +145,8 @@ def cross_section_file(path: str | os.PathLike, specs: list[Spec], *, luminosity
     classifiers applied now, :func:`lvd.runs.acceptance.acceptance_weights`); the luminosity from
     ``luminosity_inv_fb`` or the file's attribute of that name (a simulated sample states its own)."""
     path = Path(path)
-    if n_boot < 2:
-        raise LvdError(f"--bootstrap {n_boot}: the statistical covariance needs at least 2 replicas")
-    data = read_unfolded(path)
-    require_samples(data, path, 2, "the posterior uncertainty (the spread of the draws)")
-    n, k = data.n_events, samples_per_event(data)
+    data, unf, w, k, m = read_for_histograms(path, specs, n_boot, "a cross section")
+    n = data.n_events
     acc = read_acceptance(path, n, k)
     if acc is None:
         if acceptance is None:
@@ -163,12 +159,6 @@ def cross_section_file(path: str | os.PathLike, specs: list[Spec], *, luminosity
         luminosity_inv_fb = number_attr(data, path, "luminosity_inv_fb")
     if not luminosity_inv_fb > 0:
         raise DataError(f"luminosity {luminosity_inv_fb:g} fb^-1: must be positive")
-    unf = observable_values(data.unfolded)
-    unknown = [s.name for s in specs if s.name not in unf]
-    if unknown:
-        raise LvdError(f"unknown observable(s) {unknown}; known: {', '.join(sorted(unf))}")
-    w = positive_weights(data, path, "a cross section")
-    m = ensemble_size(data, path) or 1
     phase_space = phase_space or PhaseSpace()
     inside = phase_space.mask(data.unfolded)
     where = phase_space.describe()
@@ -203,7 +193,7 @@ def total_closure(path: str | os.PathLike, data: EventData, weights: np.ndarray,
     lumi = number_attr(data, path, "luminosity_inv_fb", positive=True)
     if acc is None or lumi is None:
         return None
-    Acceptance(*acc).check(n, k, 1e-3)
+    Acceptance(*acc).check(n, k, MINIMUM_EFFICIENCY)
     sigma, stat, post = total(weights * acc[0] / lumi, 1.0 / acc[1], n_boot, seed)
     out = {"unfolded": sigma, "uncertainty": float(np.hypot(stat, post)), "stat": stat, "posterior": post,
            "luminosity_inv_fb": lumi, "phase_space": "full", "unit": "fb"}

@@ -295,22 +295,28 @@ def _normaliser(edges: np.ndarray, density: bool):
     return scale
 
 
-def histogram_file(path: str | os.PathLike, specs: list[Spec], n_boot: int = 200, seed: int = 0,
-                   density: bool = False) -> tuple[list[Result], dict[str, Any]]:
-    """Histogram every observable of ``specs`` in an ``lvd unfold`` output; returns the results and a summary."""
-    path = Path(path)
+def read_for_histograms(path: Path, specs: list[Spec], n_boot: int, what: str
+                        ) -> tuple[EventData, dict[str, np.ndarray], np.ndarray, int, int]:
+    """The checked unfolded file, its observables, event weights (a positive total, for ``what``), K and the
+    ensemble's size, refusing what no histogram can have: fewer than 2 bootstrap replicas or draws, unknown
+    observables."""
     if n_boot < 2:
         raise LvdError(f"--bootstrap {n_boot}: the statistical covariance needs at least 2 replicas")
     data: EventData = read_unfolded(path)
     require_samples(data, path, 2, "the posterior uncertainty (the spread of the draws)")
     unf = observable_values(data.unfolded)
-    tru = observable_values(data.truth) if data.truth is not None else None
     unknown = [s.name for s in specs if s.name not in unf]
     if unknown:
         raise LvdError(f"unknown observable(s) {unknown}; known: {', '.join(sorted(unf))}")
-    w = positive_weights(data, path, "a distribution")
-    k = samples_per_event(data)
-    m = ensemble_size(data, path) or 1
+    return data, unf, positive_weights(data, path, what), samples_per_event(data), ensemble_size(data, path) or 1
+
+
+def histogram_file(path: str | os.PathLike, specs: list[Spec], n_boot: int = 200, seed: int = 0,
+                   density: bool = False) -> tuple[list[Result], dict[str, Any]]:
+    """Histogram every observable of ``specs`` in an ``lvd unfold`` output; returns the results and a summary."""
+    path = Path(path)
+    data, unf, w, k, m = read_for_histograms(path, specs, n_boot, "a distribution")
+    tru = observable_values(data.truth) if data.truth is not None else None
     results = []
     for i, spec in enumerate(specs):
         unfolded, sum_w2 = histogram(unf[spec.name], w, spec.edges, n_boot, seed + i, density, members=m)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from lvd import physics
+from lvd.data.schema import decay_p4
 
 # (label, unit) of every observable, in the order reports show them
 OBSERVABLES: dict[str, tuple[str, str]] = {
@@ -20,19 +21,6 @@ OBSERVABLES: dict[str, tuple[str, str]] = {
     "y_t_had": ("hadronic top rapidity", ""), "y_t_lep": ("leptonic top rapidity", ""), "y_ttbar": ("y(tt̄)", ""),
     "nu_pz": ("neutrino pz", "GeV"), "dphi_tt": ("Δφ(t, t̄)", "rad"),
 }
-
-
-def decay_p4(particles: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
-    """On-shell four-vectors ``[..., 6, 4]`` (float64) of the six decay products, from ``pt, eta, phi, mass``.
-
-    A stored ``energy`` is not used: a four-vector is what a user builds from the momentum and the mass (with
-    ``vector`` or ROOT), and an energy that disagreed with them would flatter masses built from it.
-    """
-    vectors = []
-    for p in physics.DECAY_PRODUCTS:
-        f = {k: np.asarray(particles[p][k], np.float64) for k in ("pt", "eta", "phi", "mass")}
-        vectors.append(physics.p4_from_ptetaphim(f["pt"], f["eta"], f["phi"], f["mass"]))
-    return np.stack(vectors, axis=-2)
 
 
 def derived(particles: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

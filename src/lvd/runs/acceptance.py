@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 
 from lvd.config import AcceptanceOptions, DataOptions
-from lvd.data.schema import EventData, StagedFile
+from lvd.data.schema import EventData, StagedFile, decay_p4
 from lvd.errors import LvdError
 from lvd.models.classifier import DetectorClassifier, PartonClassifier, parton_features
 
@@ -59,14 +59,19 @@ class Classifier:
             objects, met = self._standardise([xs[0], xs[2]])
             return jax.nn.sigmoid(scale * model(objects * xs[1][..., None], xs[1], met) + shift)
 
-        n = inputs[0].shape[0]
-        b = max(1, min(batch_size, n))
-        out = []
-        for i in range(0, n, b):
-            # every call has the same shape (the last chunk padded): one compilation
-            chunk = [np.concatenate([x[i:i + b], np.repeat(x[:1], max(0, i + b - n), axis=0)]) for x in inputs]
-            out.append(np.asarray(run(state, *map(jnp.asarray, chunk)))[: min(b, n - i)])
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        return batched(run, state, inputs, batch_size)
+
+
+def batched(run, state, inputs: list[np.ndarray], batch_size: int = 8192) -> np.ndarray:
+    """``run(state, *chunk)`` over the events of ``inputs`` in chunks of one shape (the last one padded), so the
+    jitted ``run`` compiles once; the outputs ``[N]`` concatenated."""
+    n = inputs[0].shape[0]
+    b = max(1, min(batch_size, n))
+    out = []
+    for i in range(0, n, b):
+        chunk = [np.concatenate([x[i:i + b], np.repeat(x[:1], max(0, i + b - n), axis=0)]) for x in inputs]
+        out.append(np.asarray(run(state, *map(jnp.asarray, chunk)))[: min(b, n - i)])
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 # --- storage ---------------------------------------------------------------------------------------------
@@ -116,20 +121,21 @@ def load(folder: str | os.PathLike) -> Classifier:
                       tuple(meta.get("platt", (1.0, 0.0))))
 
 
-def acceptance_weights(data: EventData, folder: str | os.PathLike, data_opts: DataOptions | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """``(signal [N], efficiency [N, K])`` of an unfolded file's events: 1 − f of each detector event and ε of
-    each draw, by the classifiers saved in ``folder/fakes`` and ``folder/efficiency``."""
-    from lvd import physics
+def load_pair(folder: str | os.PathLike) -> tuple[Classifier, Classifier]:
+    """The ``(efficiency, fakes)`` classifiers saved in ``folder`` (a run's ``acceptance/``)."""
+    folder = Path(folder)
+    return load(folder / "efficiency"), load(folder / "fakes")
+
+
+def acceptance_weights(data: EventData, classifiers: tuple[Classifier, Classifier] | str | os.PathLike,
+                       data_opts: DataOptions | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(signal [N], efficiency [N, K])`` of unfolded events: 1 − f of each detector event and ε of each draw, by
+    ``classifiers`` (the pair, or the folder it is saved in)."""
     from lvd.data.representation import detector_arrays
 
-    folder = Path(folder)
-    eff, fakes = load(folder / "efficiency"), load(folder / "fakes")
-    u = data.unfolded
-    p4 = np.stack([physics.p4_from_ptetaphim(*(u[p][k].astype(np.float64) for k in ("pt", "eta", "phi", "mass")))
-                   for p in physics.DECAY_PRODUCTS], axis=-2)  # [N, K, 6, 4]
+    eff, fakes = classifiers if isinstance(classifiers, tuple) else load_pair(classifiers)
+    p4 = decay_p4(data.unfolded)  # [N, K, 6, 4]
     n, k = p4.shape[:2]
     efficiency = eff.probability(p4.reshape(n * k, 6, 4).astype(np.float32)).reshape(n, k)
     signal = 1.0 - fakes.probability(*detector_arrays(data, data_opts or DataOptions()))
     return signal.astype(np.float64), efficiency.astype(np.float64)
-

@@ -38,10 +38,11 @@ from lvd.data.merge import merge_files
 from lvd.data.prior import PRIOR_ATTR, PRIOR_HISTOGRAMS_ATTR
 from lvd.data.representation import Arrays, Normalizer, layout, raw_arrays
 from lvd.data.schema import EventData, EventWriter, FileLayout, count_events, read_events
-from lvd.data.unfolded import ENSEMBLE_MEMBERS_ATTR, ENSEMBLE_SAMPLES_ATTR
+from lvd.data.unfolded import ACCEPTANCE_GROUP, ENSEMBLE_MEMBERS_ATTR, ENSEMBLE_SAMPLES_ATTR
 from lvd.data.vectors import to_awkward
 from lvd.distributed import make_mesh
 from lvd.errors import OptionsError
+from lvd.runs.acceptance import ACCEPTANCE_FOLDER, acceptance_weights, load_pair
 from lvd.runs.run import Checkpoint
 from lvd.runs.state import EmaParams
 from lvd.sampling.samplers import resolve_spacing, solver
@@ -209,24 +210,13 @@ def unfold_file(run_or_checkpoint: str | os.PathLike, data_path: str | os.PathLi
         u = Unfolder.load(run_or_checkpoint, mesh=make_mesh(jax.local_devices()))  # no cross-process traffic
         return _in_parts(lambda part, r: _unfold_rows(u, data_path, part, rows=r, **kw),
                          count_events(data_path, u.layout), out_path)
-    u = unfolder or Unfolder.load(run_or_checkpoint)
-    attrs = _unfold_rows(u, data_path, out_path, rows=rows, **kw)
-    attach_acceptance(u, out_path)
-    return attrs
+    return _unfold_rows(unfolder or Unfolder.load(run_or_checkpoint), data_path, out_path, rows=rows, **kw)
 
 
-def attach_acceptance(u: Unfolder, out_path: str | os.PathLike) -> bool:
-    """With a run that holds the efficiency and fake classifiers (``RUN/acceptance``), the unfolded file gets
-    every event's signal probability and every draw's efficiency (``ACCEPTANCE``, docs/cross_section.md)."""
-    from lvd.data.unfolded import read_unfolded, write_acceptance
-    from lvd.runs.acceptance import ACCEPTANCE_FOLDER, acceptance_weights
-
-    if u.checkpoint is None or not (u.checkpoint.run_dir / ACCEPTANCE_FOLDER / "fakes" / "meta.json").exists():
-        return False
-    signal, efficiency = acceptance_weights(read_unfolded(out_path), u.checkpoint.run_dir / ACCEPTANCE_FOLDER,
-                                            u.options.data)
-    write_acceptance(out_path, signal, efficiency)
-    return True
+def _acceptance(u: Unfolder) -> tuple | None:
+    """The run's efficiency and fake classifiers (``RUN/acceptance``, docs/cross_section.md), or None."""
+    folder = None if u.checkpoint is None else u.checkpoint.run_dir / ACCEPTANCE_FOLDER
+    return load_pair(folder) if folder is not None and (folder / "fakes" / "meta.json").exists() else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,15 +269,23 @@ def _unfold_rows(u: Unfolder, data_path, out_path, *, samples, sampler, steps, s
     data = read_events(data_path, u.layout, rows=rows)
     arrays = u.prepare(data)
     attrs = _provenance(u, data, data_path, plan)
+    # with the run's classifiers, each event's signal probability and each draw's efficiency go with it
+    classifiers, accepted = _acceptance(u), []
     with EventWriter(out_path, attrs=attrs, layout=u.layout) as writer:
         def write(start: int, f: np.ndarray) -> None:
             chunk = data.take(slice(start, start + f.shape[0]))
             chunk.unfolded = daughters_to_particles(f)
             writer.append(chunk)
+            if classifiers is not None:
+                accepted.append(acceptance_weights(chunk, classifiers, u.options.data))
 
         u.sample_arrays(arrays, plan.k, sampler=plan.sampler, steps=plan.steps, spacing=plan.spacing, seed=plan.seed,
                         batch_size=plan.batch_size, first_event=0 if rows is None else (rows.start or 0),
                         on_batch=on_progress, on_result=write)
+        if accepted:
+            writer.add_dataset(f"{ACCEPTANCE_GROUP}/signal", np.concatenate([a[0] for a in accepted]).astype(np.float32))
+            writer.add_dataset(f"{ACCEPTANCE_GROUP}/efficiency",
+                               np.concatenate([a[1] for a in accepted]).astype(np.float32))
     return attrs
 
 

@@ -23,7 +23,7 @@ from flax import nnx
 from lvd.config import DataOptions
 from lvd.data import channels
 from lvd.data.representation import detector_arrays
-from lvd.data.schema import EventData, Generated, read_events, read_generated
+from lvd.data.schema import EventData, Generated, decay_p4, read_events, read_generated
 from lvd.errors import DataError, LvdError
 from lvd.models.classifier import (
     DetectorClassifier,
@@ -31,7 +31,7 @@ from lvd.models.classifier import (
     binary_cross_entropy,
     parton_features,
 )
-from lvd.runs.acceptance import AcceptanceOptions, Classifier
+from lvd.runs.acceptance import AcceptanceOptions, Classifier, batched
 
 DEFAULTS = AcceptanceOptions()
 
@@ -107,7 +107,7 @@ def train_efficiency(generated: Generated, opts: AcceptanceOptions = DEFAULTS) -
     if len(signal) == 0:
         raise LvdError("efficiency: no generated event of the signal channel")
     g = generated.take(signal)
-    p4 = np.asarray(_truth_p4(g.truth), np.float32)
+    p4 = decay_p4(g.truth).astype(np.float32)
     features = np.asarray(parton_features(jnp.asarray(p4)))
     mean, std = _moments(features)
     model = PartonClassifier(opts.width, opts.blocks, rngs=nnx.Rngs(opts.seed))
@@ -136,19 +136,9 @@ def train_fakes(data: EventData, data_opts: DataOptions, opts: AcceptanceOptions
     return Classifier("fakes", model, [om, mm], [os_, ms], opts, history, platt)
 
 
-def _logits(model: nnx.Module, inputs: list[np.ndarray], batch_size: int = 8192) -> np.ndarray:
+def _logits(model: nnx.Module, inputs: list[np.ndarray]) -> np.ndarray:
     graphdef, state = nnx.split(model)
-    run = jax.jit(lambda state, *xs: nnx.merge(graphdef, state)(*xs))
-    n = len(inputs[0])
-    return np.concatenate([np.asarray(run(state, *(jnp.asarray(x[i:i + batch_size]) for x in inputs)))
-                           for i in range(0, n, batch_size)])
-
-
-def _truth_p4(truth: dict[str, dict[str, np.ndarray]]) -> np.ndarray:
-    from lvd import physics
-
-    return np.stack([physics.p4_from_ptetaphim(*(truth[p][k].astype(np.float64) for k in ("pt", "eta", "phi", "mass")))
-                     for p in physics.DECAY_PRODUCTS], axis=-2)
+    return batched(jax.jit(lambda state, *xs: nnx.merge(graphdef, state)(*xs)), state, inputs)
 
 
 def train_acceptance(path: str | os.PathLike, data_opts: DataOptions | None = None,

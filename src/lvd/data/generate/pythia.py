@@ -52,6 +52,7 @@ from lvd import physics
 from lvd.data import channels
 from lvd.data.generate import detector
 from lvd.data.generate.top_mass import TopMass
+from lvd.data.merge import combined_cross_section
 from lvd.data.schema import EventData, EventWriter, Generated
 from lvd.errors import LvdError
 
@@ -696,16 +697,6 @@ class _WorkerPool:
         for q in (*self.tasks, *self.results):
             q.close()
             q.cancel_join_thread()
-
-
-def combined_cross_section(estimates: list[tuple[float, float]]) -> tuple[float, float]:
-    """Independent estimates ``(σ, error)`` combined by their inverse variances; ``(0, 0)`` for none."""
-    usable = [(s, e) for s, e in estimates if e > 0]
-    if not usable:
-        return (estimates[0] if estimates else (0.0, 0.0))
-    inverse = np.array([1.0 / e**2 for _, e in usable])
-    sigma = np.array([s for s, _ in usable])
-    return float((sigma * inverse).sum() / inverse.sum()), float(inverse.sum() ** -0.5)
 
 
 def attrs(cfg: PythiaConfig, seed: int, shard: int, n_shards: int, workers: int,
