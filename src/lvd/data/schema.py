@@ -431,6 +431,12 @@ def read_events(path: str | os.PathLike, layout: FileLayout = DEFAULT_LAYOUT, *,
         return _Reader(f, path, layout, rows).read(require_truth=require_truth, read_truth=read_truth)
 
 
+def has_generated(path: str | os.PathLike, layout: FileLayout = DEFAULT_LAYOUT) -> bool:
+    """Whether a file holds the generated events' truth (``GENERATED``), without reading it."""
+    with open_h5(Path(path)) as f:
+        return layout.generated_group in f
+
+
 def read_generated(path: str | os.PathLike, layout: FileLayout = DEFAULT_LAYOUT) -> Generated | None:
     """The ``GENERATED`` group of a file (None when it has none), validated: every decay product's features
     and pdg id, one length, finite; channels known; as many rows passing the selection as the file has events."""

@@ -122,13 +122,13 @@ def train_acceptance_of_run(opts: Options, data_path: str | os.PathLike, run_dir
                             report: Callable[[str], None] | None = None) -> Path | None:
     """The efficiency and fake classifiers of a finished run, in ``run_dir/acceptance`` (once), when the training
     file holds every generated event (``--keep-unselected``) and ``acceptance.train`` is on; else None."""
-    from lvd.data.schema import read_generated
+    from lvd.data.schema import has_generated
     from lvd.runs.acceptance import ACCEPTANCE_FOLDER, save
     from lvd.training.acceptance import train_acceptance
 
     folder = run_dir / ACCEPTANCE_FOLDER
     if (not opts.acceptance.train or Path(data_path).suffix == ".npz" or distributed.process_index() != 0
-            or (folder / "fakes" / "meta.json").exists() or read_generated(data_path) is None):
+            or (folder / "fakes" / "meta.json").exists() or not has_generated(data_path)):
         return None
     (report or (lambda _: None))("training the efficiency and fake classifiers (docs/cross_section.md)")
     eff, fakes = train_acceptance(data_path, opts.data, opts.acceptance)
